@@ -1,0 +1,143 @@
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaelib
+from vaelib import InMemoryData
+from vaelib.data import DEFAULT_DATA_DIR
+
+# Published facts about MNIST, independent of this code.
+MNIST_TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+MNIST_FIRST_TRAIN_LABELS = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+MNIST_PIXEL_MEAN, MNIST_PIXEL_STD = 0.1307, 0.3081  # the usual normalisation constants
+
+
+def test_mnist_train_shapes_ranges_and_labels(mnist_train):
+    x, y = mnist_train.x, mnist_train.y
+    assert x.shape == (60000, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (60000,) and y.dtype == torch.int64
+    assert x.min() == 0.0 and x.max() == 1.0
+    assert torch.bincount(y).tolist() == MNIST_TRAIN_CLASS_COUNTS
+    assert y[:10].tolist() == MNIST_FIRST_TRAIN_LABELS
+    assert x.mean().item() == pytest.approx(MNIST_PIXEL_MEAN, abs=5e-5)
+    assert x.std().item() == pytest.approx(MNIST_PIXEL_STD, abs=5e-5)
+    assert mnist_train.classes[0].startswith("0") and len(mnist_train.classes) == 10
+
+
+def test_mnist_test_split(mnist_test):
+    assert mnist_test.x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(mnist_test.y).tolist() == MNIST_TEST_CLASS_COUNTS
+
+
+def test_static_binarisation_is_binary_fixed_and_unbiased(mnist_train):
+    a = vaelib.load_mnist("train", binarize="static")
+    b = vaelib.load_mnist("train", binarize="static")
+    assert set(a.x.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(a.x, b.x), "static binarisation must give the same images every time"
+    assert a.binarize is None  # nothing more is drawn per batch
+    # E[Bernoulli(p)] = p: the binary mean matches the grey-level mean within sampling error
+    n = a.x.numel()
+    se = (mnist_train.x * (1 - mnist_train.x)).sum().sqrt() / n
+    assert abs(a.x.mean() - mnist_train.x.mean()) < 4 * se
+    # a pixel that is 0 or 1 in grey levels stays 0 or 1
+    sure = (mnist_train.x == 0) | (mnist_train.x == 1)
+    assert torch.equal(a.x[sure], mnist_train.x[sure])
+
+
+def test_dynamic_binarisation_draws_fresh_images(mnist_train):
+    d = vaelib.load_mnist("train", binarize="dynamic")
+    assert torch.equal(d.x, mnist_train.x), "dynamic data keeps grey levels and binarises per batch"
+    first, second = next(d.batches(256)), next(d.batches(256))
+    assert set(first[0].unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(first[0], second[0])
+    assert torch.equal(first[1], second[1])
+    # averaged over many draws, a binarised pixel approaches its grey level
+    torch.manual_seed(0)
+    grey = mnist_train.x[:8]
+    draws = torch.stack([d[slice(0, 8)][0] for _ in range(2000)]).mean(0)
+    assert (draws - grey).abs().max() < 4 * 0.5 / 2000**0.5
+
+
+def test_fashion_mnist_loads():
+    f = vaelib.load_fashion_mnist("train")
+    assert f.x.shape == (60000, 1, 28, 28)
+    assert torch.bincount(f.y).tolist() == [6000] * 10
+    assert f.classes[0] == "T-shirt/top" and f.classes[9] == "Ankle boot"
+    assert 0.0 <= f.x.min() and f.x.max() <= 1.0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        vaelib.load_mnist("validation")
+    with pytest.raises(ValueError, match="binarize must be one of"):
+        vaelib.load_mnist(binarize="threshold")
+
+
+def test_data_dir_argument_then_env_then_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAELIB_DATA", str(tmp_path / "env"))
+    assert vaelib.data_dir(tmp_path / "arg") == (tmp_path / "arg").resolve()
+    assert vaelib.data_dir() == (tmp_path / "env").resolve()
+    monkeypatch.delenv("VAELIB_DATA")
+    assert vaelib.data_dir() == DEFAULT_DATA_DIR.expanduser().resolve()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled by the test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.mark.parametrize("loader, folder", [(vaelib.load_mnist, "MNIST"), (vaelib.load_fashion_mnist, "FashionMNIST")])
+def test_missing_data_without_network_gives_a_clear_error(monkeypatch, tmp_path, no_network, capsys, loader, folder):
+    monkeypatch.setenv("VAELIB_DATA", str(tmp_path))
+    with pytest.raises(vaelib.DatasetNotFoundError) as info:
+        loader("train")
+    message = str(info.value)
+    assert "VAELIB_DATA" in message
+    assert f"{folder}/raw/train-images-idx3-ubyte" in message
+    assert str(tmp_path) in message
+    assert "download failed" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert "Traceback" not in capsys.readouterr().out
+
+
+def test_missing_data_with_download_off(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download disabled"):
+        vaelib.load_mnist(root=tmp_path, download=False)
+
+
+def test_batches_cover_every_example_once():
+    x = torch.arange(10.0).view(10, 1)
+    data = InMemoryData(x, torch.arange(10))
+    torch.manual_seed(0)
+    batches = list(data.batches(4, shuffle=True))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    seen = torch.cat([b[1] for b in batches])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    assert all(torch.equal(b[0][:, 0].long(), b[1]) for b in batches)  # x and y stay paired
+    assert [len(b[0]) for b in data.batches(4, drop_last=True)] == [4, 4]
+    assert data.num_batches(4) == 3 and data.num_batches(4, drop_last=True) == 2
+
+
+def test_in_memory_data_subset_to_and_errors():
+    data = InMemoryData(torch.rand(6, 2), torch.arange(6), binarize="dynamic")
+    sub = data.subset([5, 0])
+    assert sub.y.tolist() == [5, 0] and sub.binarize == "dynamic" and len(sub) == 2
+    assert data.subset(slice(0, 3)).y.tolist() == [0, 1, 2]
+    assert data.to("cpu") is data
+    only_x = InMemoryData(torch.zeros(3, 2))
+    assert len(next(only_x.batches(2))) == 1
+    with pytest.raises(ValueError, match="x has 3 rows but y has 2"):
+        InMemoryData(torch.zeros(3, 2), torch.zeros(2))
+    with pytest.raises(ValueError, match="needs x in \\[0, 1\\]"):
+        InMemoryData(torch.full((2, 2), 2.0), binarize="dynamic")
+    with pytest.raises(ValueError, match="static binarisation is applied once"):
+        InMemoryData(torch.zeros(2, 2), binarize="static")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        next(data.batches(0))

@@ -1,0 +1,46 @@
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+import vaelib
+
+
+def test_image_grid_places_each_image():
+    images = torch.stack([torch.full((1, 4, 4), v) for v in (0.0, 0.25, 0.75, 1.0, 0.5)])
+    grid = vaelib.image_grid(images, nrow=3, pad=1)
+    assert grid.shape == (2 * 5 + 1, 3 * 5 + 1)
+    assert grid[1, 1] == 0.0 and grid[1, 6] == 0.25 and grid[1, 11] == 0.75
+    assert grid[6, 1] == 1.0 and grid[6, 6] == 0.5
+    assert grid[0, 0] == 0.5 and grid[6, 11] == 0.5  # padding and the empty slot are grey
+
+
+def test_image_grid_accepts_flat_and_3d_images():
+    flat = torch.rand(6, 784)
+    assert torch.equal(vaelib.image_grid(flat), vaelib.image_grid(flat.view(6, 1, 28, 28)))
+    assert torch.equal(vaelib.image_grid(flat.view(6, 28, 28)), vaelib.image_grid(flat.view(6, 1, 28, 28)))
+
+
+@pytest.mark.parametrize("shape, message", [((4, 10), "square number"), ((2, 3, 28, 28), "one-channel"),
+                                            ((28,), "must be"), ((0, 28, 28), "no images")])
+def test_image_grid_rejects_bad_shapes(shape, message):
+    with pytest.raises(ValueError, match=message):
+        vaelib.image_grid(torch.zeros(shape))
+
+
+def test_show_images_titles_the_figure():
+    ax = vaelib.show_images(torch.rand(4, 1, 28, 28), title="four digits", xlabel="random")
+    assert ax.get_title() == "four digits" and ax.get_xlabel() == "random"
+    plt.close("all")
+
+
+def test_plot_history_labels_axes_and_curves():
+    history = {"epoch": [1, 2, 3], "loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.2, 1.9], "seconds": [1, 1, 1]}
+    ax = vaelib.plot_history(history, title="curves")
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss" and ax.get_title() == "curves"
+    assert [line.get_label() for line in ax.get_lines()] == ["loss", "val_loss"]
+    assert list(ax.get_lines()[1].get_ydata()) == [3.1, 2.2, 1.9]
+    with pytest.raises(KeyError, match="history has no"):
+        vaelib.plot_history(history, keys=["kl"])
+    with pytest.raises(ValueError, match="no epochs"):
+        vaelib.plot_history({})
+    plt.close("all")

@@ -1,0 +1,188 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import vaelib
+from vaelib import InMemoryData, NonFiniteLossError
+
+
+def regression_data(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    w = torch.tensor([[1.5], [-2.0], [0.5]])
+    y = x @ w + 0.1 * torch.randn(n, 1, generator=g)
+    return InMemoryData(x, y), w
+
+
+def mse(model, batch):
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def test_fit_learns_and_records_history():
+    vaelib.seed_everything(0)
+    train, w = regression_data()
+    val, _ = regression_data(64, seed=1)
+    model = nn.Linear(3, 1)
+    history = vaelib.fit(
+        model, mse, train, val=val, epochs=30, batch_size=32, device="cpu", progress=False,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+    )
+    assert history["epoch"] == list(range(1, 31))
+    assert set(history) == {"epoch", "loss", "val_loss", "seconds"}
+    assert all(len(v) == 30 for v in history.values())
+    assert history["loss"][-1] < 0.02 < history["loss"][0]  # noise variance is 0.01
+    assert history["val_loss"][-1] < 0.02
+    assert torch.allclose(model.weight.detach().T, w, atol=0.05)
+
+
+def test_fit_logs_extra_metrics_and_accepts_a_dataloader():
+    train, _ = regression_data(100)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train.x, train.y), batch_size=25)
+
+    def loss_fn(model, batch):
+        x, y = batch
+        err = model(x) - y
+        return {"loss": (err**2).mean(), "mae": err.abs().mean()}
+
+    history = vaelib.fit(nn.Linear(3, 1), loss_fn, loader, epochs=2, device="cpu", progress=False)
+    assert len(history["mae"]) == 2 and history["mae"][0] > 0
+
+
+def test_evaluate_weights_batches_by_size():
+    data = InMemoryData(torch.arange(10.0).view(10, 1))
+    model = nn.Linear(1, 1)
+    out = vaelib.evaluate(model, lambda m, b: b[0].mean(), data, batch_size=3)
+    assert out == {"loss": pytest.approx(4.5)}  # batches 3, 3, 3, 1: a plain mean of means would be 5.25
+    assert model.training, "evaluate restores train mode"
+
+
+def test_progress_bar_shows_one_line_per_epoch(capsys):
+    train, _ = regression_data(64)
+    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=2, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "loss=" in err
+    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_fit_uses_get_device_by_default(monkeypatch):
+    calls = []
+    monkeypatch.setattr(vaelib.training, "get_device", lambda: calls.append(1) or torch.device("cpu"))
+    train, _ = regression_data(32)
+    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, progress=False)
+    assert calls == [1]
+
+
+class NoisyNet(nn.Module):
+    """Dropout draws random numbers every step, so an inexact resume would show."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.3), nn.ReLU(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def noisy_loss(model, batch):
+    (x,) = batch
+    return nn.functional.binary_cross_entropy_with_logits(model(x), x)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    # dynamic binarisation and dropout both use the random generator
+    def run(epochs, checkpoint):
+        vaelib.seed_everything(7)
+        model = NoisyNet()
+        data = InMemoryData(torch.rand(50, 4, generator=torch.Generator().manual_seed(3)), binarize="dynamic")
+        history = vaelib.fit(model, noisy_loss, data, val=data, epochs=epochs, batch_size=8,
+                             device="cpu", checkpoint=checkpoint, progress=False)
+        return model, history
+
+    straight, h_straight = run(4, None)
+    run(2, tmp_path / "ckpt.pt")
+    resumed, h_resumed = run(4, tmp_path / "ckpt.pt")
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert h_resumed["epoch"] == [1, 2, 3, 4]
+    assert h_resumed["loss"] == h_straight["loss"] and h_resumed["val_loss"] == h_straight["val_loss"]
+    # asking for no more epochs than the checkpoint holds trains nothing
+    again, h_again = run(3, tmp_path / "ckpt.pt")
+    assert h_again["epoch"] == [1, 2, 3, 4]
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), straight.parameters()))
+
+
+def test_resume_false_starts_afresh(tmp_path):
+    train, _ = regression_data(32)
+    path = tmp_path / "c.pt"
+    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=2, device="cpu", checkpoint=path, progress=False)
+    h = vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", checkpoint=path, resume=False, progress=False)
+    assert h["epoch"] == [1]
+
+
+def test_checkpoint_for_another_model_is_refused(tmp_path):
+    train, _ = regression_data(32)
+    path = tmp_path / "c.pt"
+    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", checkpoint=path, progress=False)
+    other = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
+    with pytest.raises(ValueError, match="does not match this model"):
+        vaelib.fit(other, mse, train, epochs=2, device="cpu", checkpoint=path, progress=False)
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": torch.zeros(1)}, junk)
+    with pytest.raises(ValueError, match="not a vaelib.fit checkpoint"):
+        vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", checkpoint=junk, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path):
+    train, _ = regression_data(64)  # 4 batches of 16 per epoch
+    model = nn.Linear(3, 1)
+    calls = {"n": 0}
+    snapshot = {}
+
+    def loss_fn(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 7:  # epoch 2, step 3
+            snapshot["state"] = copy.deepcopy(model.state_dict())
+            return mse(model, batch) * float("nan")
+        return mse(model, batch)
+
+    with pytest.raises(NonFiniteLossError) as info:
+        vaelib.fit(model, loss_fn, train, epochs=3, batch_size=16, device="cpu",
+                   checkpoint=tmp_path / "c.pt", progress=False)
+    err = info.value
+    assert (err.epoch, err.step) == (2, 3)
+    assert "epoch 2, step 3" in str(err) and "nan" in str(err) and "last good" in str(err)
+    assert err.history["epoch"] == [1]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshot["state"][k]) and torch.isfinite(v).all()
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["epoch"] == 1
+
+
+def test_non_finite_gradient_is_caught_too():
+    train, _ = regression_data(16)
+    model = nn.Linear(3, 1)
+    before = copy.deepcopy(model.state_dict())
+
+    def loss_fn(model, batch):
+        # sqrt at 0: the value is finite (0) but its gradient is infinite
+        return torch.sqrt((model.weight - model.weight.detach()).sum() ** 2 * 0)
+
+    with pytest.raises(NonFiniteLossError, match="gradient norm became"):
+        vaelib.fit(model, loss_fn, train, epochs=1, device="cpu", progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_bad_loss_and_arguments_are_explained():
+    train, _ = regression_data(16)
+    with pytest.raises(ValueError, match="scalar tensors"):
+        vaelib.fit(nn.Linear(3, 1), lambda m, b: m(b[0]) - b[1], train, epochs=1, device="cpu", progress=False)
+    with pytest.raises(KeyError, match="without a 'loss' entry"):
+        vaelib.fit(nn.Linear(3, 1), lambda m, b: {"mse": mse(m, b)}, train, epochs=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="epochs must be a non-negative int"):
+        vaelib.fit(nn.Linear(3, 1), mse, train, epochs=-1, device="cpu")
+    with pytest.raises(ValueError, match="training data is empty"):
+        vaelib.fit(nn.Linear(3, 1), mse, InMemoryData(torch.zeros(0, 3), torch.zeros(0, 1)), epochs=1,
+                   device="cpu", progress=False)

@@ -1,0 +1,47 @@
+"""vaelib: the small, tested library behind the course "Variational Autoencoders from first principles".
+
+Every public name is listed in ``__all__`` below (and in the README); chapters
+import nothing else.
+"""
+
+from .data import (
+    DATA_ENV,
+    DatasetNotFoundError,
+    InMemoryData,
+    data_dir,
+    load_fashion_mnist,
+    load_mnist,
+)
+from .device import RunBudget, get_device, run_budget, seed_everything
+from .latent import GaussianMixture1D, ScalarLatentModel, log_normal
+from .plotting import image_grid, plot_history, show_images
+from .training import NonFiniteLossError, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # device.py: where and how much to run
+    "get_device",
+    "seed_everything",
+    "run_budget",
+    "RunBudget",
+    # data.py: MNIST / Fashion-MNIST in memory
+    "load_mnist",
+    "load_fashion_mnist",
+    "data_dir",
+    "DATA_ENV",
+    "InMemoryData",
+    "DatasetNotFoundError",
+    # training.py: one loop for every model
+    "fit",
+    "evaluate",
+    "NonFiniteLossError",
+    # latent.py: tractable latent-variable models (Chapter 1)
+    "log_normal",
+    "GaussianMixture1D",
+    "ScalarLatentModel",
+    # plotting.py: shared figures
+    "image_grid",
+    "show_images",
+    "plot_history",
+]

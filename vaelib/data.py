@@ -1,0 +1,234 @@
+"""MNIST and Fashion-MNIST as in-memory tensors, with static or dynamic binarisation.
+
+The data folder comes from one setting: the ``root`` argument, else the
+environment variable ``VAELIB_DATA``, else ``~/.cache/vaelib/data``. It uses
+torchvision's own layout (``<root>/MNIST/raw/train-images-idx3-ubyte`` and so
+on). Missing files are downloaded when the network allows; when it does not, a
+`DatasetNotFoundError` says which folder was searched and how to point
+``VAELIB_DATA`` at a copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import math
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+DATA_ENV = "VAELIB_DATA"
+DEFAULT_DATA_DIR = Path("~/.cache/vaelib/data")
+BINARIZE_MODES = (None, "static", "dynamic")
+STATIC_BINARIZE_SEED = 0
+
+_RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is not in the data folder and could not be downloaded."""
+
+
+def data_dir(root: str | os.PathLike | None = None) -> Path:
+    """Resolve the data folder: ``root``, else ``$VAELIB_DATA``, else ``~/.cache/vaelib/data``."""
+    if root is None:
+        root = os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
+    return Path(root).expanduser().resolve()
+
+
+class InMemoryData:
+    """A dataset held as tensors, batched by slicing (no worker processes).
+
+    Args:
+        x: inputs, shape ``(N, ...)``; for images ``(N, 1, 28, 28)`` float32 in [0, 1].
+        y: labels, shape ``(N,)`` int64, or ``None``.
+        binarize: ``"dynamic"`` draws every pixel as Bernoulli(grey level) each
+            time a batch is made; ``None`` returns ``x`` as stored.
+        classes: names of the labels, if any.
+
+    Batches are ``(x, y)`` tuples (``(x,)`` without labels) on the data's device.
+    Shuffling and dynamic binarisation use PyTorch's global generator, so
+    `vaelib.seed_everything` makes them repeatable.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        binarize: str | None = None,
+        classes: Sequence[str] | None = None,
+        name: str = "data",
+    ) -> None:
+        if binarize not in (None, "dynamic"):
+            raise ValueError(
+                f"InMemoryData binarize must be None or 'dynamic', got {binarize!r} "
+                "(static binarisation is applied once, when loading)"
+            )
+        if y is not None and len(y) != len(x):
+            raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
+        if binarize == "dynamic" and x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError("dynamic binarisation needs x in [0, 1], got values outside it")
+        self.x, self.y = x, y
+        self.binarize = binarize
+        self.classes = list(classes) if classes is not None else None
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __repr__(self) -> str:
+        return (
+            f"InMemoryData({self.name!r}, n={len(self)}, x={tuple(self.x.shape)}, "
+            f"binarize={self.binarize!r}, device={self.device})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def _make(self, index) -> tuple[torch.Tensor, ...]:
+        x = self.x[index]
+        if self.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        return (x,) if self.y is None else (x, self.y[index])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return self._make(i)
+
+    def subset(self, index: torch.Tensor | slice | Sequence[int]) -> "InMemoryData":
+        """The examples at ``index`` (a slice, or a sequence/tensor of indices)."""
+        if not isinstance(index, slice):
+            index = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        y = None if self.y is None else self.y[index]
+        return InMemoryData(self.x[index], y, binarize=self.binarize, classes=self.classes, name=self.name)
+
+    def to(self, device: torch.device | str) -> "InMemoryData":
+        """A copy on ``device`` (the same object if it is already there)."""
+        device = torch.device(device)
+        if self.device == device or (device.index is None and self.device.type == device.type):
+            return self
+        y = None if self.y is None else self.y.to(device)
+        return InMemoryData(self.x.to(device), y, binarize=self.binarize, classes=self.classes, name=self.name)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        n = len(self)
+        return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, drop_last: bool = False
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Yield batches of ``batch_size`` examples, in order or shuffled."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(self)
+        order = torch.randperm(n, device=self.device) if shuffle else None
+        for b in range(self.num_batches(batch_size, drop_last)):
+            lo, hi = b * batch_size, min((b + 1) * batch_size, n)
+            yield self._make(slice(lo, hi) if order is None else order[lo:hi])
+
+
+def _expected_layout(folder: str) -> str:
+    return "\n".join(f"    <{DATA_ENV}>/{folder}/raw/{f}" for f in _RAW_FILES)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_raw(folder: str, root: str, train: bool, download: bool):
+    """Read one split with torchvision: uint8 images (N, 28, 28), int64 labels, class names."""
+    import torchvision.datasets as tvd
+
+    cls = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST}[folder]
+    try:
+        ds = cls(root=root, train=train, download=False)
+    except RuntimeError:
+        reason = "download disabled (download=False)"
+        ds = None
+        if download:
+            print(f"Downloading {folder} into {root} ...")
+            sink = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                    ds = cls(root=root, train=train, download=True)
+            except Exception as err:  # urllib, HTTP and disk errors all land here
+                reason = "download failed: " + " ".join(f"{type(err).__name__}: {err}".split())
+        if ds is None:
+            setting = (
+                f"{DATA_ENV} is set to {os.environ[DATA_ENV]!r}"
+                if os.environ.get(DATA_ENV)
+                else f"{DATA_ENV} is not set, so the default {DEFAULT_DATA_DIR} was used"
+            )
+            raise DatasetNotFoundError(
+                f"{folder} was not found in {root} ({setting}) and could not be downloaded ({reason}).\n"
+                f"Point the environment variable {DATA_ENV} (or the root= argument) at a folder "
+                f"laid out as torchvision expects:\n{_expected_layout(folder)}\n"
+                "or run once with internet access so the files are downloaded there."
+            ) from None
+    return ds.data.clone(), ds.targets.clone(), list(ds.classes)
+
+
+def _load(
+    folder: str,
+    split: str,
+    root: str | os.PathLike | None,
+    binarize: str | None,
+    download: bool,
+) -> InMemoryData:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if binarize not in BINARIZE_MODES:
+        raise ValueError(f"binarize must be one of {BINARIZE_MODES}, got {binarize!r}")
+    images, labels, classes = _load_raw(folder, str(data_dir(root)), split == "train", download)
+    x = images.unsqueeze(1).to(torch.float32).div_(255.0)  # (N, 1, 28, 28) in [0, 1]
+    if binarize == "static":
+        g = torch.Generator().manual_seed(STATIC_BINARIZE_SEED + (split == "test"))
+        x = torch.bernoulli(x, generator=g)
+    return InMemoryData(
+        x,
+        labels.clone(),
+        binarize="dynamic" if binarize == "dynamic" else None,
+        classes=classes,
+        name=f"{folder}-{split}" + (f"-{binarize}" if binarize else ""),
+    )
+
+
+def load_mnist(
+    split: str = "train",
+    *,
+    root: str | os.PathLike | None = None,
+    binarize: str | None = None,
+    download: bool = True,
+) -> InMemoryData:
+    """MNIST digits as an `InMemoryData` of ``(N, 1, 28, 28)`` float32 images and int64 labels.
+
+    Args:
+        split: ``"train"`` (60,000 images) or ``"test"`` (10,000).
+        root: data folder; defaults to ``$VAELIB_DATA``, else ``~/.cache/vaelib/data``.
+        binarize: ``None`` keeps grey levels in [0, 1]; ``"static"`` draws each
+            pixel once as Bernoulli(grey level) with a fixed seed, so the binary
+            images never change; ``"dynamic"`` draws a fresh binary image every
+            time an example is used.
+        download: try to download the files when they are missing.
+
+    Raises:
+        DatasetNotFoundError: the files are missing and could not be downloaded.
+    """
+    return _load("MNIST", split, root, binarize, download)
+
+
+def load_fashion_mnist(
+    split: str = "train",
+    *,
+    root: str | os.PathLike | None = None,
+    binarize: str | None = None,
+    download: bool = True,
+) -> InMemoryData:
+    """Fashion-MNIST (Zalando's clothing images); the same interface as `load_mnist`."""
+    return _load("FashionMNIST", split, root, binarize, download)

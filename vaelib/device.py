@@ -1,0 +1,108 @@
+"""Where to run and how much to run: device choice, seeding and the run budget.
+
+The course has one code path for every device. `get_device` picks the best
+accelerator present; `run_budget` turns "how much compute do we have" into a
+mode that chapters read their epoch and sample counts from.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+BUDGET_MODES = ("smoke", "default", "full")
+
+
+def get_device() -> torch.device:
+    """Return the best available device: CUDA, then Apple MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's (CPU and every GPU) random generators.
+
+    Two runs that call this with the same seed and then do the same work on the
+    same device draw the same random numbers.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name)
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    """How much compute a run may spend, as one of three modes.
+
+    - ``smoke``: a few seconds per chapter, to check that the code runs (CI).
+    - ``default``: minutes on a laptop CPU, with results a reader would accept.
+    - ``full``: a GPU run that gets close to published numbers.
+
+    Chapters state their sizes for every mode in one place::
+
+        epochs = budget.pick(smoke=1, default=10, full=100)
+    """
+
+    mode: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.mode not in BUDGET_MODES:
+            raise ValueError(f"budget mode must be one of {BUDGET_MODES}, got {self.mode!r}")
+
+    @property
+    def smoke(self) -> bool:
+        return self.mode == "smoke"
+
+    def pick(self, *, smoke: T, default: T, full: T) -> T:
+        """Return the value given for the current mode."""
+        return {"smoke": smoke, "default": default, "full": full}[self.mode]
+
+    def __str__(self) -> str:
+        return f"{self.mode} ({self.reason})"
+
+
+def run_budget(device: torch.device | str | None = None) -> RunBudget:
+    """Decide the run budget from the environment and the device.
+
+    In order of precedence:
+
+    1. ``VAELIB_BUDGET`` set to ``smoke``, ``default`` or ``full`` forces that mode;
+    2. ``CI`` or ``VAELIB_SMOKE`` set (to anything but ``0``/``false``) gives ``smoke``;
+    3. a CUDA device gives ``full``;
+    4. anything else (CPU, Apple MPS) gives ``default``.
+
+    ``device`` defaults to `get_device()`.
+    """
+    forced = os.environ.get("VAELIB_BUDGET", "").strip().lower()
+    if forced:
+        if forced not in BUDGET_MODES:
+            raise ValueError(
+                f"VAELIB_BUDGET={forced!r} is not a budget mode; use one of {BUDGET_MODES} or unset it"
+            )
+        return RunBudget(forced, "VAELIB_BUDGET")
+    for name in ("CI", "VAELIB_SMOKE"):
+        if _env_flag(name):
+            return RunBudget("smoke", f"{name} is set")
+    device = torch.device(device) if device is not None else get_device()
+    if device.type == "cuda":
+        return RunBudget("full", "CUDA device")
+    return RunBudget("default", f"{device.type} device")

@@ -1,0 +1,328 @@
+"""One training loop for every model in the course: `fit`, and `evaluate` for held-out data.
+
+A loss function has the signature ``loss_fn(model, batch)``, where ``batch`` is
+what the data yields (for `InMemoryData`, an ``(x, y)`` tuple) already on the
+model's device. It returns the mean loss over the batch as a scalar tensor, or
+a dict with that scalar under ``"loss"`` and any other per-batch means to log
+(``{"loss": ..., "kl": ...}``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import InMemoryData
+from .device import get_device
+
+History = dict  # {"epoch": [1, 2, ...], "loss": [...], "val_loss": [...], "seconds": [...]}
+LossFn = Callable[[nn.Module, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
+
+CHECKPOINT_FORMAT = "vaelib-fit-1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training met a NaN or infinite loss (or gradient) and stopped before applying it.
+
+    Attributes: ``epoch`` and ``step`` (1-based, step within the epoch), ``value``
+    (the offending loss, or gradient norm), ``history`` (the completed epochs).
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, value: float, history: History):
+        super().__init__(message)
+        self.epoch, self.step, self.value, self.history = epoch, step, value, history
+
+
+def _progress_bar(**kwargs):
+    """A notebook widget bar inside Jupyter when ipywidgets is installed, else a text bar."""
+    from tqdm.std import tqdm as text_tqdm
+
+    shell = sys.modules.get("IPython")
+    try:
+        in_kernel = shell is not None and "IPKernelApp" in shell.get_ipython().config
+    except Exception:
+        in_kernel = False
+    if in_kernel:
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm(**kwargs)
+        except ImportError:
+            pass
+    return text_tqdm(file=sys.stderr, mininterval=1.0, dynamic_ncols=True, **kwargs)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    items = batch.values() if isinstance(batch, Mapping) else batch
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            return len(item)
+    raise TypeError("a batch must contain at least one tensor")
+
+
+def _iterate(data: Any, batch_size: int, shuffle: bool) -> tuple[Iterable, int | None]:
+    """Batches and their count, for `InMemoryData` or any iterable of batches (a DataLoader)."""
+    if hasattr(data, "batches"):
+        return data.batches(batch_size, shuffle=shuffle), data.num_batches(batch_size)
+    return data, (len(data) if hasattr(data, "__len__") else None)
+
+
+def _metrics(out: Any) -> dict[str, torch.Tensor]:
+    if isinstance(out, Mapping):
+        if "loss" not in out:
+            raise KeyError(f"loss_fn returned a dict without a 'loss' entry (keys: {sorted(out)})")
+        metrics = {"loss": out["loss"], **{k: v for k, v in out.items() if k != "loss"}}
+    else:
+        metrics = {"loss": out}
+    for name, value in metrics.items():
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"loss_fn must return scalar tensors (means over the batch), got {shape} for {name!r}; "
+                "reduce it with .mean()"
+            )
+    return metrics
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    *,
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Mean of each metric ``loss_fn`` returns over all of ``data`` (weighted by batch size).
+
+    The model is put in eval mode for the pass and restored afterwards.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if isinstance(data, InMemoryData):
+        data = data.to(device)
+    was_training = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    count = 0
+    try:
+        batches, _ = _iterate(data, batch_size, shuffle=False)
+        for batch in batches:
+            batch = _to_device(batch, device)
+            n = _batch_len(batch)
+            for k, v in _metrics(loss_fn(model, batch)).items():
+                totals[k] = totals.get(k, 0.0) + float(v) * n
+            count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate got no data")
+    return {k: v / count for k, v in totals.items()}
+
+
+def _numpy_state_to_torch(state: tuple) -> tuple:
+    # NumPy's state holds an ndarray; a tensor keeps the checkpoint loadable with weights_only=True
+    name, keys, pos, has_gauss, cached = state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_torch(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state_to_torch(np.random.get_state()),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(_numpy_state_from_torch(state["numpy"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+def _save_checkpoint(path: Path, model, optimizer, epoch: int, history: History) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "history": history,
+        "rng": _rng_state(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
+
+
+def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {path}: {err}. Delete it to start afresh.") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a vaelib.fit checkpoint; delete it or choose another path")
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(
+            f"checkpoint {path} does not match this model or optimizer ({err}); "
+            "delete it or pass another checkpoint path"
+        ) from None
+    _set_rng_state(payload["rng"])
+    return int(payload["epoch"]), payload["history"]
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Any,
+    *,
+    epochs: int,
+    val: Any = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = True,
+    clip_grad_norm: float | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` to minimise ``loss_fn`` over ``train`` for ``epochs`` passes.
+
+    Args:
+        model: any ``nn.Module``; moved to ``device``.
+        loss_fn: ``loss_fn(model, batch) -> loss`` or ``{"loss": loss, ...}`` (batch means).
+        train: an `InMemoryData` (shuffled each epoch) or any iterable of batches
+            such as a ``DataLoader``.
+        epochs: total number of passes (a resumed run trains only the missing ones).
+        val: optional held-out data of the same kind, evaluated after every epoch.
+        optimizer: defaults to ``Adam(model.parameters(), lr=1e-3)``.
+        batch_size: used when ``train`` is an `InMemoryData`.
+        device: defaults to `get_device()`.
+        checkpoint: a file written at the end of every epoch (weights, optimizer,
+            history and random-number states).
+        resume: when ``checkpoint`` exists, continue from it; the result equals an
+            uninterrupted run bit for bit on the same device.
+        clip_grad_norm: clip the gradient's total norm to this value.
+        progress: show a progress bar (one line per epoch).
+
+    Returns:
+        the history: ``{"epoch": [...], "loss": [...], <other metrics>, "val_loss": [...],
+        "seconds": [...]}``, one entry per epoch, train metrics averaged over examples.
+
+    Raises:
+        NonFiniteLossError: the loss or the gradient became NaN or infinite. The
+            offending update is not applied, so ``model`` keeps the last good weights.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device)
+    if isinstance(train, InMemoryData):
+        train = train.to(device)
+    if isinstance(val, InMemoryData):
+        val = val.to(device)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
+
+    history: History = {}
+    start = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and resume and path.exists():
+        start, history = _load_checkpoint(path, model, optimizer)
+
+    for epoch in range(start + 1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        batches, total = _iterate(train, batch_size, shuffle=True)
+        bar = _progress_bar(total=total, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=True)
+        sums: dict[str, float] = {}
+        count = 0
+        for step, batch in enumerate(batches, start=1):
+            batch = _to_device(batch, device)
+            n = _batch_len(batch)
+            optimizer.zero_grad(set_to_none=True)
+            metrics = _metrics(loss_fn(model, batch))
+            loss = metrics["loss"]
+            if loss.requires_grad:
+                loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else loss.new_zeros(())
+            # one device-to-host copy per step for the guard and the logs
+            values = torch.stack([grad_norm.to(loss.device)] + [v.detach().reshape(()) for v in metrics.values()])
+            norm_value, *metric_values = values.tolist()
+            loss_value = metric_values[0]  # "loss" is the first key of every metrics dict
+            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                optimizer.zero_grad(set_to_none=True)
+                bar.close()
+                what = f"the loss became {loss_value}" if not math.isfinite(loss_value) else (
+                    f"the gradient norm became {norm_value} (loss {loss_value:.6g})"
+                )
+                raise NonFiniteLossError(
+                    f"Training stopped at epoch {epoch}, step {step}: {what}. The update was not "
+                    f"applied: the model keeps the weights from the last good step"
+                    + (f" and {path} holds the last completed epoch" if path is not None else "")
+                    + ". Common causes: a learning rate that is too high, the log of 0 or a "
+                    "variance that reached 0, or inputs outside the range the loss expects.",
+                    epoch=epoch, step=step, value=loss_value if not math.isfinite(loss_value) else norm_value,
+                    history=history,
+                )
+            optimizer.step()
+            for k, v in zip(metrics, metric_values):
+                sums[k] = sums.get(k, 0.0) + v * n
+            count += n
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4g}", refresh=False)
+        if count == 0:
+            bar.close()
+            raise ValueError("fit got no training batches: the training data is empty")
+        row = {k: v / count for k, v in sums.items()}
+        if val is not None:
+            row.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val, device=device).items()})
+        row["seconds"] = time.perf_counter() - t0
+        history.setdefault("epoch", []).append(epoch)
+        for k, v in row.items():
+            history.setdefault(k, []).append(v)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "seconds"}, refresh=False)
+        bar.close()
+        if path is not None:
+            _save_checkpoint(path, model, optimizer, epoch, history)
+    return history
