@@ -42,10 +42,35 @@ class NonFiniteLossError(RuntimeError):
         self.epoch, self.step, self.value, self.history = epoch, step, value, history
 
 
-def _progress_bar(**kwargs):
-    """A notebook widget bar inside Jupyter when ipywidgets is installed, else a text bar."""
-    from tqdm.std import tqdm as text_tqdm
+class _EpochLine:
+    """A progress "bar" for logs and rendered notebooks: one line per epoch, printed when it ends."""
 
+    def __init__(self, total: int | None = None, desc: str = "", disable: bool = False, **_):
+        self.total, self.desc, self.disable = total, desc, disable
+        self.n, self.postfix, self.t0 = 0, {}, time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = False, **kwargs) -> None:
+        self.postfix = dict(ordered_dict or {}, **kwargs)
+
+    def close(self) -> None:
+        if self.disable or self.t0 is None:
+            return
+        metrics = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
+        of = f"/{self.total}" if self.total is not None else ""
+        print(f"{self.desc}: {self.n}{of} batches, {time.perf_counter() - self.t0:.1f} s, {metrics}",
+              file=sys.stderr, flush=True)
+        self.t0 = None
+
+
+def _progress_bar(**kwargs):
+    """A widget bar in Jupyter (with ipywidgets), a live bar in a terminal, else one line per epoch.
+
+    The last case covers rendered notebooks (the book build, nbval, stored
+    outputs) and CI logs, where a redrawn bar would leave every redraw behind.
+    """
     shell = sys.modules.get("IPython")
     try:
         in_kernel = shell is not None and "IPKernelApp" in shell.get_ipython().config
@@ -59,7 +84,11 @@ def _progress_bar(**kwargs):
             return notebook_tqdm(**kwargs)
         except ImportError:
             pass
-    return text_tqdm(file=sys.stderr, mininterval=1.0, dynamic_ncols=True, **kwargs)
+    elif sys.stderr.isatty():
+        from tqdm.std import tqdm as text_tqdm
+
+        return text_tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
+    return _EpochLine(**kwargs)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
