@@ -148,7 +148,9 @@ def evaluate(
 
     The model is put in eval mode for the pass and restored afterwards.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = torch.device(device)
     if isinstance(data, InMemoryData):
         data = data.to(device)
     was_training = model.training
