@@ -13,7 +13,8 @@ from .data import (
     load_mnist,
 )
 from .device import RunBudget, get_device, run_budget, seed_everything
-from .latent import GaussianMixture1D, ScalarLatentModel, log_normal
+from .divergences import fit_gaussian, kl_categorical, kl_grid, kl_mvn, kl_normal, mc_kl
+from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
 from .plotting import image_grid, plot_history, show_images
 from .training import NonFiniteLossError, evaluate, fit
 
@@ -36,10 +37,18 @@ __all__ = [
     "fit",
     "evaluate",
     "NonFiniteLossError",
-    # latent.py: tractable latent-variable models (Chapter 1)
+    # divergences.py: KL divergences (Chapter 2)
+    "kl_normal",
+    "kl_mvn",
+    "kl_categorical",
+    "mc_kl",
+    "kl_grid",
+    "fit_gaussian",
+    # latent.py: tractable latent-variable models (Chapters 1 and 3)
     "log_normal",
     "GaussianMixture1D",
     "ScalarLatentModel",
+    "LinearGaussianModel",
     # plotting.py: shared figures
     "image_grid",
     "show_images",

@@ -1,9 +1,11 @@
 """Small latent-variable models where every quantity has an exact (or quadrature) answer.
 
-Chapter 1 uses them to name the pieces of a latent-variable model, prior
-p(z), likelihood p(x|z), joint p(x, z), marginal p(x) and posterior p(z|x),
-and to show what becomes hard when the latent space grows. All computations
-are in float64 and in log space.
+Chapter 1 uses `GaussianMixture1D` and `ScalarLatentModel` to name the pieces
+of a latent-variable model, prior p(z), likelihood p(x|z), joint p(x, z),
+marginal p(x) and posterior p(z|x), and to show what becomes hard when the
+latent space grows. Chapter 3 uses `LinearGaussianModel`, where the ELBO, the
+marginal and the posterior are all exact. All computations are in float64 and
+in log space (Apple's MPS has no float64, so these models stay on the CPU or CUDA).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .divergences import kl_normal
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -180,3 +184,99 @@ class ScalarLatentModel:
         z = torch.randn(n, dtype=torch.float64, generator=generator)
         mean = self.mean(z)
         return z, mean + self.noise_std * torch.randn(mean.shape, dtype=torch.float64, generator=generator)
+
+
+class LinearGaussianModel:
+    """The linear-Gaussian latent-variable model, where everything is exact.
+
+    z ~ N(0, I_d), x | z ~ N(W z + b, sigma^2 I_D). Then
+
+    - the marginal is p(x) = N(x; b, W W^T + sigma^2 I);
+    - the posterior is p(z | x) = N(m(x), S) with S = (I + W^T W / sigma^2)^{-1}
+      and m(x) = S W^T (x - b) / sigma^2;
+    - for a diagonal Gaussian q(z) = N(mu, diag exp(logvar)) the ELBO is a closed form.
+
+    Chapter 3 uses it to show the bound, the gap and its closing.
+
+    Args:
+        W: ``(D, d)`` loading matrix; b: ``(D,)`` offset; noise_std: sigma > 0.
+    """
+
+    def __init__(self, W, b, noise_std: float) -> None:
+        self.W = torch.as_tensor(W, dtype=torch.float64)
+        self.b = torch.as_tensor(b, dtype=torch.float64, device=self.W.device)
+        if self.W.dim() != 2 or self.b.shape != (self.W.shape[0],):
+            raise ValueError(f"W must be (D, d) and b (D,), got {tuple(self.W.shape)} and {tuple(self.b.shape)}")
+        if not noise_std > 0:
+            raise ValueError(f"noise_std must be positive, got {noise_std}")
+        self.noise_std = float(noise_std)
+        self.D, self.d = self.W.shape
+
+    def _check_x(self, x) -> torch.Tensor:
+        x = torch.as_tensor(x, dtype=torch.float64, device=self.W.device)
+        if x.dim() != 2 or x.shape[1] != self.D:
+            raise ValueError(f"x must be (N, {self.D}), got shape {tuple(x.shape)}")
+        return x
+
+    def _check_q(self, x: torch.Tensor, mu_q: torch.Tensor, logvar_q: torch.Tensor) -> None:
+        want = (x.shape[0], self.d)
+        if tuple(mu_q.shape) != want or tuple(logvar_q.shape) != want:
+            raise ValueError(
+                f"mu_q and logvar_q must be {want} for x of shape {tuple(x.shape)}, "
+                f"got {tuple(mu_q.shape)} and {tuple(logvar_q.shape)}"
+            )
+
+    def marginal_scale_tril(self) -> torch.Tensor:
+        """``(D, D)`` Cholesky factor of the marginal covariance W W^T + sigma^2 I."""
+        cov = self.W @ self.W.T + self.noise_std**2 * torch.eye(self.D, dtype=torch.float64, device=self.W.device)
+        return torch.linalg.cholesky(cov)
+
+    def log_marginal(self, x) -> torch.Tensor:
+        """``(N,)`` exact log p(x_n) in nats, through a Cholesky factor of the marginal covariance."""
+        x = self._check_x(x)
+        L = self.marginal_scale_tril()
+        y = torch.linalg.solve_triangular(L, (x - self.b).T, upper=False)  # (D, N)
+        log_det = 2 * torch.diagonal(L).log().sum()
+        return -0.5 * (y.pow(2).sum(0) + log_det + self.D * LOG_2PI)
+
+    def posterior(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact posterior p(z | x_n) = N(mean_n, S): returns ``mean (N, d)`` and ``scale_tril (d, d)`` of S."""
+        x = self._check_x(x)
+        eye = torch.eye(self.d, dtype=torch.float64, device=self.W.device)
+        precision = eye + self.W.T @ self.W / self.noise_std**2
+        cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))
+        mean = (x - self.b) @ self.W @ cov / self.noise_std**2  # cov is symmetric
+        return mean, torch.linalg.cholesky(cov)
+
+    def log_likelihood(self, x, z: torch.Tensor) -> torch.Tensor:
+        """log p(x_n | z) for ``x (N, D)`` and ``z (..., N, d)``; returns ``(..., N)``."""
+        x = self._check_x(x)
+        mean = z @ self.W.T + self.b
+        return (
+            -0.5 * (x - mean).pow(2).sum(-1) / self.noise_std**2
+            - self.D * (math.log(self.noise_std) + 0.5 * LOG_2PI)
+        )
+
+    def expected_log_likelihood(self, x, mu_q: torch.Tensor, logvar_q: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` E_q[log p(x_n | z)] for q = N(mu_q, diag exp(logvar_q)), in closed form.
+
+        E||x - W z - b||^2 = ||x - W mu - b||^2 + sum_j var_j ||W_{:, j}||^2.
+        """
+        x = self._check_x(x)
+        self._check_q(x, mu_q, logvar_q)
+        residual = (x - mu_q @ self.W.T - self.b).pow(2).sum(-1)
+        spread = logvar_q.exp() @ self.W.pow(2).sum(0)
+        return (
+            -0.5 * (residual + spread) / self.noise_std**2
+            - self.D * (math.log(self.noise_std) + 0.5 * LOG_2PI)
+        )
+
+    def elbo(self, x, mu_q: torch.Tensor, logvar_q: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` the ELBO E_q[log p(x|z)] - KL(q || p(z)) for diagonal Gaussian q's, in closed form (nats)."""
+        return self.expected_log_likelihood(x, mu_q, logvar_q) - kl_normal(mu_q, logvar_q)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ancestral sampling: ``z (n, d) ~ N(0, I)``, then ``x (n, D) ~ N(W z + b, sigma^2 I)``."""
+        z = torch.randn(n, self.d, dtype=torch.float64, generator=generator).to(self.W.device)
+        noise = torch.randn(n, self.D, dtype=torch.float64, generator=generator).to(self.W.device)
+        return z, z @ self.W.T + self.b + self.noise_std * noise

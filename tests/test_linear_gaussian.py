@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from vaelib import LinearGaussianModel, kl_mvn, kl_normal
+
+DT = torch.float64
+
+
+@pytest.fixture
+def model():
+    g = torch.Generator().manual_seed(0)
+    return LinearGaussianModel(torch.randn(6, 3, dtype=DT, generator=g), torch.randn(6, dtype=DT, generator=g), 0.7)
+
+
+@pytest.fixture
+def x(model):
+    return model.sample(20, generator=torch.Generator().manual_seed(1))[1]
+
+
+def random_q(n, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, dtype=DT, generator=g), torch.randn(n, d, dtype=DT, generator=g)
+
+
+def test_log_marginal_matches_the_gaussian_marginal(model, x):
+    cov = model.W @ model.W.T + 0.49 * torch.eye(6, dtype=DT)
+    assert torch.allclose(model.log_marginal(x), D.MultivariateNormal(model.b, cov).log_prob(x), rtol=1e-10)
+
+
+def test_posterior_matches_gaussian_conditioning(model, x):
+    # from the joint Gaussian of (z, x): E[z|x] = W^T C^-1 (x - b), Cov = I - W^T C^-1 W
+    C = model.W @ model.W.T + 0.49 * torch.eye(6, dtype=DT)
+    mean_expected = torch.linalg.solve(C, (x - model.b).T).T @ model.W
+    cov_expected = torch.eye(3, dtype=DT) - model.W.T @ torch.linalg.solve(C, model.W)
+    mean, L = model.posterior(x)
+    assert torch.allclose(mean, mean_expected, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(L @ L.T, cov_expected, rtol=1e-10, atol=1e-12)
+
+
+def test_bayes_rule_holds_at_any_z(model, x):
+    # log p(x) = log p(x|z) + log p(z) - log p(z|x), for every z
+    z = torch.randn(20, 3, dtype=DT, generator=torch.Generator().manual_seed(2))
+    mean, L = model.posterior(x)
+    rhs = (model.log_likelihood(x, z) + D.Normal(0.0, 1.0).log_prob(z).sum(-1)
+           - D.MultivariateNormal(mean, scale_tril=L).log_prob(z))
+    assert torch.allclose(model.log_marginal(x), rhs, rtol=1e-10)
+
+
+def test_elbo_plus_kl_to_posterior_is_log_evidence(model, x):
+    mean, L = model.posterior(x)
+    for seed in range(5):
+        mu_q, logvar_q = random_q(20, 3, seed)
+        elbo = model.elbo(x, mu_q, logvar_q)
+        gap = kl_mvn(mu_q, torch.diag_embed((0.5 * logvar_q).exp()), mean, L)
+        assert torch.allclose(elbo + gap, model.log_marginal(x), rtol=0, atol=1e-8)
+        assert (elbo <= model.log_marginal(x)).all()
+
+
+def test_elbo_closed_form_agrees_with_monte_carlo(model, x):
+    torch.manual_seed(3)
+    mu_q, logvar_q = random_q(20, 3, 9)
+    q = D.Independent(D.Normal(mu_q, (0.5 * logvar_q).exp()), 1)
+    z = q.sample((100_000,))  # (S, N, d)
+    terms = model.log_likelihood(x, z) + D.Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z)
+    se = terms.std(0) / math.sqrt(len(z))
+    assert (abs(terms.mean(0) - model.elbo(x, mu_q, logvar_q)) < 4 * se).all()
+    recon = model.log_likelihood(x, z)
+    se = recon.std(0) / math.sqrt(len(z))
+    assert (abs(recon.mean(0) - model.expected_log_likelihood(x, mu_q, logvar_q)) < 4 * se).all()
+
+
+def test_the_gap_closes_at_the_exact_posterior():
+    # orthogonal columns make W^T W diagonal, so the exact posterior is a diagonal Gaussian
+    Q, _ = torch.linalg.qr(torch.randn(6, 3, dtype=DT, generator=torch.Generator().manual_seed(4)))
+    model = LinearGaussianModel(Q * torch.tensor([2.0, 1.0, 0.5], dtype=DT), torch.zeros(6, dtype=DT), 0.5)
+    x = model.sample(10, generator=torch.Generator().manual_seed(5))[1]
+    mean, L = model.posterior(x)
+    assert torch.allclose(L, torch.diag(L.diagonal()), atol=1e-12)
+    elbo = model.elbo(x, mean, 2 * L.diagonal().log().expand(10, 3))
+    assert torch.allclose(elbo, model.log_marginal(x), rtol=0, atol=1e-10)
+
+
+def test_elbo_splits_into_reconstruction_minus_kl_to_prior(model, x):
+    mu_q, logvar_q = random_q(20, 3, 6)
+    split = model.expected_log_likelihood(x, mu_q, logvar_q) - kl_normal(mu_q, logvar_q)
+    assert torch.equal(model.elbo(x, mu_q, logvar_q), split)
+
+
+def test_samples_have_the_marginal_covariance(model):
+    n = 200_000
+    _, x = model.sample(n, generator=torch.Generator().manual_seed(7))
+    cov = model.W @ model.W.T + 0.49 * torch.eye(6, dtype=DT)
+    se = (cov.diagonal()[:, None] * cov.diagonal()[None, :] + cov**2).sqrt() / math.sqrt(n)
+    assert ((torch.cov(x.T) - cov).abs() < 5 * se).all()
+
+
+def test_bad_inputs_are_named(model, x):
+    with pytest.raises(ValueError, match=r"W must be \(D, d\) and b \(D,\)"):
+        LinearGaussianModel(torch.zeros(6), torch.zeros(6), 1.0)
+    with pytest.raises(ValueError, match=r"W must be \(D, d\) and b \(D,\)"):
+        LinearGaussianModel(torch.zeros(6, 2), torch.zeros(5), 1.0)
+    with pytest.raises(ValueError, match="noise_std must be positive"):
+        LinearGaussianModel(torch.zeros(6, 2), torch.zeros(6), -1.0)
+    with pytest.raises(ValueError, match=r"x must be \(N, 6\)"):
+        model.log_marginal(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"mu_q and logvar_q must be \(20, 3\)"):
+        model.elbo(x, torch.zeros(20, 2), torch.zeros(20, 2))
