@@ -108,3 +108,24 @@ def test_bad_inputs_are_named(model, x):
         model.log_marginal(torch.zeros(3, 5))
     with pytest.raises(ValueError, match=r"mu_q and logvar_q must be \(20, 3\)"):
         model.elbo(x, torch.zeros(20, 2), torch.zeros(20, 2))
+
+
+def test_best_diagonal_q_leaves_the_correlation_gap():
+    # max over diagonal q of the ELBO falls short of log p(x) by 1/2 (sum log Lambda_ii + log det S);
+    # in two dimensions that is -1/2 log(1 - rho^2)
+    import vaelib
+
+    g = torch.Generator().manual_seed(8)
+    w1 = torch.randn(5, dtype=DT, generator=g)
+    W = torch.stack([w1, 0.9 * w1 + 0.4 * torch.randn(5, dtype=DT, generator=g)], 1)
+    model = LinearGaussianModel(W, torch.zeros(5, dtype=DT), 0.5)
+    x = model.sample(1, generator=g)[1]
+    mu, log_std, _ = vaelib.fit_gaussian(lambda m, s: -model.elbo(x, m[None], 2 * s[None]).sum(),
+                                         torch.zeros(2, dtype=DT), torch.zeros(2, dtype=DT), steps=4000, lr=0.02)
+    gap = (model.log_marginal(x) - model.elbo(x, mu[None], 2 * log_std[None])).item()
+    _, L = model.posterior(x)
+    S = L @ L.T
+    rho = S[0, 1] / S.diagonal().prod().sqrt()
+    assert gap == pytest.approx(-0.5 * math.log(1 - rho.item() ** 2), rel=1e-6)
+    assert gap == pytest.approx(0.5 * (torch.linalg.inv(S).diagonal().log().sum() + torch.logdet(S)).item(), rel=1e-6)
+    assert gap > 0.1
