@@ -4,6 +4,7 @@ Every public name is listed in ``__all__`` below (and in the README); chapters
 import nothing else.
 """
 
+from .bounds import ELBOTerms, elbo, log_bernoulli
 from .data import (
     DATA_ENV,
     DatasetNotFoundError,
@@ -14,7 +15,17 @@ from .data import (
 )
 from .device import RunBudget, get_device, run_budget, seed_everything
 from .divergences import fit_gaussian, kl_categorical, kl_grid, kl_mvn, kl_normal, mc_kl
+from .estimators import (
+    GradientStats,
+    elbo_surrogate,
+    encoder_gradients,
+    gradient_stats,
+    pathwise_grad,
+    quadratic_cost_variances,
+    score_function_grad,
+)
 from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
+from .models import VAE, DiagonalNormal
 from .plotting import image_grid, plot_history, show_images
 from .training import NonFiniteLossError, evaluate, fit
 
@@ -49,6 +60,21 @@ __all__ = [
     "GaussianMixture1D",
     "ScalarLatentModel",
     "LinearGaussianModel",
+    # estimators.py: gradient estimators (Chapter 4)
+    "score_function_grad",
+    "pathwise_grad",
+    "gradient_stats",
+    "GradientStats",
+    "quadratic_cost_variances",
+    "elbo_surrogate",
+    "encoder_gradients",
+    # models.py: the VAE
+    "VAE",
+    "DiagonalNormal",
+    # bounds.py: bounds on log p(x)
+    "elbo",
+    "ELBOTerms",
+    "log_bernoulli",
     # plotting.py: shared figures
     "image_grid",
     "show_images",
