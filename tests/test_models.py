@@ -67,7 +67,7 @@ def test_monte_carlo_kl_agrees_with_the_closed_form(model, x):
 def test_bad_inputs_are_explained(model, x):
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 4, 4\), got \(5, 16\)"):
         model.encode(x.view(5, 16))
-    with pytest.raises(ValueError, match=r"pixel values in \[0, 1\], got \[0, 255\]"):
+    with pytest.raises(ValueError, match=r"pixel values must lie in \[0, 1\], got \[0, 255\]"):
         model.encode(x * 255)
     with pytest.raises(ValueError, match=r"z must be \(N, 3\)"):
         model.decode(torch.zeros(5, 4, dtype=DT))
@@ -89,3 +89,100 @@ def test_a_small_vae_learns_mnist(mnist_train):
     history = vaelib.fit(model, loss, data, epochs=10, batch_size=100, device="cpu", progress=False)
     assert history["loss"][-1] < history["loss"][0] < before
     assert history["loss"][-1] < 200  # nats per image; an untrained model is near 543
+
+
+# ---- architectures, likelihoods, the autoencoder, saving ------------------------------------------
+
+
+@pytest.mark.parametrize("arch, hidden", [("mlp", (32,)), ("conv", (4, 8))])
+@pytest.mark.parametrize("cls", [vaelib.VAE, vaelib.Autoencoder])
+def test_both_architectures_map_images_to_codes_and_back(cls, arch, hidden):
+    torch.manual_seed(0)
+    model = cls(latent_dim=3, arch=arch, hidden=hidden)
+    x = torch.rand(6, 1, 28, 28)
+    code = model.encode(x)
+    z = code.rsample() if cls is vaelib.VAE else code
+    assert z.shape == (6, 3)
+    assert model.decode(z).shape == (6, 1, 28, 28)
+    recon = model.reconstruct(x)
+    assert recon.shape == x.shape and 0 <= recon.min() and recon.max() <= 1
+
+
+def test_vae_and_autoencoder_share_an_architecture_exactly():
+    vae = vaelib.VAE(latent_dim=2, hidden=(64, 32))
+    ae = vaelib.Autoencoder(latent_dim=2, hidden=(64, 32))
+    vae_shapes = [p.shape for p in vae.decoder.parameters()]
+    assert vae_shapes == [p.shape for p in ae.decoder.parameters()]
+    # the encoders differ only in the last layer's width: 2d outputs (mu, logvar) against d
+    enc_v, enc_a = [p.shape for p in vae.encoder.parameters()], [p.shape for p in ae.encoder.parameters()]
+    assert enc_v[:-2] == enc_a[:-2] and enc_v[-1][0] == 2 * enc_a[-1][0]
+
+
+def test_autoencoder_loss_is_binary_cross_entropy(x):
+    ae = vaelib.Autoencoder(latent_dim=2, hidden=(8,), image_shape=(1, 4, 4)).double()
+    logits = ae.decode(ae.encode(x))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+    assert torch.allclose(ae.loss(x), bce)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "continuous_bernoulli"])
+def test_grey_level_likelihoods_are_normalised_densities(likelihood):
+    torch.manual_seed(1)
+    model = vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 1, 1), likelihood=likelihood).double()
+    z = torch.randn(3, 2, dtype=DT)
+    out = model.decode(z)  # (3, 1, 1, 1): one pixel per image
+    grid = torch.linspace(0, 1, 20001, dtype=DT) if likelihood == "continuous_bernoulli" else \
+        torch.linspace(-30, 30, 200001, dtype=DT)
+    values = grid.view(-1, 1, 1, 1, 1).expand(-1, 3, 1, 1, 1)
+    density = model.log_likelihood(values, out.expand(len(grid), -1, -1, -1, -1)).exp()  # (G, 3)
+    assert torch.allclose(torch.trapezoid(density, grid, dim=0), torch.ones(3, dtype=DT), atol=1e-6)
+    # and it is the log-density of the distribution p_x returns
+    x = torch.rand(3, 1, 1, 1, dtype=DT)
+    assert torch.allclose(model.log_likelihood(x, out), model.p_x(z).log_prob(x), rtol=1e-10)
+
+
+def test_continuous_bernoulli_mean_is_not_its_parameter():
+    model = vaelib.VAE(latent_dim=1, hidden=(4,), image_shape=(1, 1, 1), likelihood="continuous_bernoulli")
+    lam = torch.sigmoid(torch.tensor([[[[2.0]]]]))
+    mean = model.mean_image(torch.tensor([[[[2.0]]]]))
+    # E[x] = lam / (2 lam - 1) + 1 / (2 artanh(1 - 2 lam)) for the continuous Bernoulli
+    expected = lam / (2 * lam - 1) + 1 / (2 * torch.atanh(1 - 2 * lam))
+    assert torch.allclose(mean, expected, rtol=1e-5) and not torch.allclose(mean, lam, rtol=1e-2)
+
+
+def test_save_and_load_round_trip(tmp_path, x):
+    torch.manual_seed(2)
+    for model in (vaelib.VAE(latent_dim=3, arch="conv", hidden=(4, 8)), vaelib.Autoencoder(latent_dim=2)):
+        path = vaelib.save_model(model, tmp_path / f"{model.kind}.pt")
+        loaded = vaelib.load_model(path)
+        assert type(loaded) is type(model) and loaded.config == model.config
+        for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+            assert torch.equal(a, b)
+
+
+def test_load_model_explains_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model checkpoint at .*python -m vaelib train"):
+        vaelib.load_model(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a vaelib model checkpoint"):
+        vaelib.load_model(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read"):
+        vaelib.load_model(tmp_path / "text.pt")
+    path = vaelib.save_model(vaelib.VAE(latent_dim=2), tmp_path / "v.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["latent_dim"] = 3
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="do not fit its configuration"):
+        vaelib.load_model(path)
+
+
+def test_bad_configurations_are_named():
+    with pytest.raises(ValueError, match="arch must be one of"):
+        vaelib.VAE(arch="transformer")
+    with pytest.raises(ValueError, match=r"conv architecture takes hidden=\(channels_1, channels_2\)"):
+        vaelib.VAE(arch="conv", hidden=(8, 16, 32))
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        vaelib.VAE(likelihood="poisson")
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        vaelib.Autoencoder(latent_dim=0)

@@ -4,7 +4,7 @@ Every public name is listed in ``__all__`` below (and in the README); chapters
 import nothing else.
 """
 
-from .bounds import ELBOTerms, elbo, log_bernoulli
+from .bounds import ELBOTerms, elbo, evaluate_bounds, iwae_bound, log_bernoulli
 from .data import (
     DATA_ENV,
     DatasetNotFoundError,
@@ -25,7 +25,7 @@ from .estimators import (
     score_function_grad,
 )
 from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
-from .models import VAE, DiagonalNormal
+from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
 from .plotting import image_grid, plot_history, show_images
 from .training import NonFiniteLossError, evaluate, fit
 
@@ -68,12 +68,17 @@ __all__ = [
     "quadratic_cost_variances",
     "elbo_surrogate",
     "encoder_gradients",
-    # models.py: the VAE
+    # models.py: the autoencoder and the VAE
+    "Autoencoder",
     "VAE",
     "DiagonalNormal",
+    "save_model",
+    "load_model",
     # bounds.py: bounds on log p(x)
     "elbo",
     "ELBOTerms",
+    "iwae_bound",
+    "evaluate_bounds",
     "log_bernoulli",
     # plotting.py: shared figures
     "image_grid",

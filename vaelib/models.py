@@ -1,18 +1,27 @@
-"""The VAE: a Gaussian encoder q(z|x), a Bernoulli decoder p(x|z) and a standard-normal prior.
+"""The models of the course: a deterministic `Autoencoder` and a `VAE`, each with an MLP or a
+convolutional encoder and decoder built by the same functions, so the two can share an
+architecture exactly.
 
-    q_phi(z | x) = N(mu_phi(x), diag exp(logvar_phi(x)))     the encoder (approximate posterior)
-    p_theta(x | z) = prod_i Bernoulli(x_i; sigmoid(logits_theta(z)_i))   the decoder (likelihood)
-    p(z) = N(0, I)                                           the prior
+    VAE:  q_phi(z | x) = N(mu_phi(x), diag exp(logvar_phi(x)))     encoder (approximate posterior)
+          p_theta(x | z) = prod_i p(x_i | decoder_theta(z)_i)         decoder (likelihood)
+          p(z) = N(0, I)                                             prior
+    AE:   z = encoder(x), x_hat = decoder(z)                          no distributions at all
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
+
+ARCHS = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
+MODEL_FORMAT = "vaelib-model-1"
 
 
 class DiagonalNormal(D.Independent):
@@ -39,53 +48,191 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Seque
     return nn.Sequential(*layers)
 
 
-class VAE(nn.Module):
-    """A variational autoencoder with MLP encoder and decoder for binary (or [0, 1]) images.
+def _check_arch(arch: str, hidden: Sequence[int], image_shape: Sequence[int]) -> None:
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if not hidden or any(int(h) < 1 for h in hidden):
+        raise ValueError(f"hidden must be a non-empty list of positive sizes, got {hidden!r}")
+    if arch == "conv" and (len(hidden) != 2 or image_shape[-1] % 4 or image_shape[-2] % 4):
+        raise ValueError(
+            "the conv architecture takes hidden=(channels_1, channels_2) and images whose height and "
+            f"width are multiples of 4; got hidden={tuple(hidden)}, image_shape={tuple(image_shape)}"
+        )
 
-    Args:
-        latent_dim: d, the size of z.
-        hidden: sizes of the hidden layers of the encoder; the decoder mirrors them.
-        image_shape: the shape of one image, ``(1, 28, 28)`` for MNIST.
 
-    Shapes: images ``x`` are ``(N, *image_shape)`` with values in [0, 1]; codes ``z``
-    are ``(N, d)``. Log-probabilities are in nats, summed over pixels.
+def make_encoder(arch: str, out_dim: int, hidden: Sequence[int], image_shape: Sequence[int]) -> nn.Module:
+    """A network from images ``(N, *image_shape)`` to ``(N, out_dim)``.
+
+    ``mlp``: Flatten, then Linear+ReLU layers of sizes ``hidden``. ``conv``: two 4x4 stride-2
+    convolutions with ``hidden`` channels (each halves height and width), then a Linear layer.
     """
+    _check_arch(arch, hidden, image_shape)
+    c, h, w = image_shape
+    if arch == "mlp":
+        return nn.Sequential(nn.Flatten(), mlp([c * h * w, *hidden, out_dim]))
+    c1, c2 = hidden
+    return nn.Sequential(
+        nn.Conv2d(c, c1, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(c2 * (h // 4) * (w // 4), out_dim),
+    )
 
-    def __init__(self, latent_dim: int = 20, hidden: Sequence[int] = (400,), image_shape: Sequence[int] = (1, 28, 28)):
-        super().__init__()
-        self.latent_dim = int(latent_dim)
-        self.image_shape = tuple(image_shape)
-        n_pixels = math.prod(self.image_shape)
-        self.encoder = nn.Sequential(nn.Flatten(), mlp([n_pixels, *hidden, 2 * self.latent_dim]))
-        self.decoder = nn.Sequential(mlp([self.latent_dim, *reversed(hidden), n_pixels]), nn.Unflatten(1, self.image_shape))
+
+def make_decoder(arch: str, latent_dim: int, hidden: Sequence[int], image_shape: Sequence[int]) -> nn.Module:
+    """A network from codes ``(N, latent_dim)`` to per-pixel outputs ``(N, *image_shape)``, mirroring `make_encoder`."""
+    _check_arch(arch, hidden, image_shape)
+    c, h, w = image_shape
+    if arch == "mlp":
+        return nn.Sequential(mlp([latent_dim, *reversed(hidden), c * h * w]), nn.Unflatten(1, (c, h, w)))
+    c1, c2 = hidden
+    return nn.Sequential(
+        nn.Linear(latent_dim, c2 * (h // 4) * (w // 4)), nn.ReLU(),
+        nn.Unflatten(1, (c2, h // 4, w // 4)),
+        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(c1, c, 4, stride=2, padding=1),
+    )
+
+
+def _check_images(x: torch.Tensor, image_shape: tuple[int, ...]) -> None:
+    if x.dim() != len(image_shape) + 1 or tuple(x.shape[1:]) != image_shape:
+        raise ValueError(f"expected images of shape (N, {', '.join(map(str, image_shape))}), got {tuple(x.shape)}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"pixel values must lie in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]; "
+            "scale images by 1/255 (vaelib.load_mnist does)"
+        )
+
+
+class _ImageModel(nn.Module):
+    """What the two models share: configuration, input checks, the decoder's log-likelihood."""
+
+    kind = "model"
+
+    def _setup(self, latent_dim, arch, hidden, image_shape, likelihood) -> None:
+        if int(latent_dim) < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.latent_dim, self.arch, self.likelihood = int(latent_dim), arch, likelihood
+        self.hidden, self.image_shape = tuple(int(h) for h in hidden), tuple(int(s) for s in image_shape)
+        if len(self.image_shape) != 3:
+            raise ValueError(f"image_shape must be (channels, height, width), got {self.image_shape}")
+        if likelihood == "gaussian":
+            self.log_scale = nn.Parameter(torch.zeros(()))  # one learned pixel noise level
+
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild the model (see `save_model` / `load_model`)."""
+        return {"latent_dim": self.latent_dim, "arch": self.arch, "hidden": list(self.hidden),
+                "image_shape": list(self.image_shape), "likelihood": self.likelihood}
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(N, *image_shape)`` with values in [0, 1]."""
-        if x.dim() != len(self.image_shape) + 1 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"expected images of shape (N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
-            )
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ValueError(
-                f"a Bernoulli decoder needs pixel values in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]; "
-                "scale images by 1/255 (vaelib.load_mnist does)"
-            )
+        _check_images(x, self.image_shape)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's per-pixel output, ``(N, *image_shape)``: Bernoulli or continuous-Bernoulli
+        logits, or Gaussian means."""
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}")
+        return self.decoder(z)
+
+    def p_x(self, z: torch.Tensor) -> D.Distribution:
+        """p(x | z) as a distribution over whole images (pixels independent)."""
+        out = self.decode(z)
+        n = len(self.image_shape)
+        if self.likelihood == "bernoulli":
+            return D.Independent(D.Bernoulli(logits=out, validate_args=False), n)
+        if self.likelihood == "continuous_bernoulli":
+            return D.Independent(D.ContinuousBernoulli(logits=out, validate_args=False), n)
+        return D.Independent(D.Normal(out, self.log_scale.exp().expand_as(out), validate_args=False), n)
+
+    def log_likelihood(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) in nats, summed over pixels, from decoder outputs ``out (..., N, *image_shape)``;
+        returns ``(..., N)``."""
+        x, out = torch.broadcast_tensors(x, out)
+        if self.likelihood == "bernoulli":
+            per_pixel = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
+        elif self.likelihood == "continuous_bernoulli":
+            per_pixel = D.ContinuousBernoulli(logits=out, validate_args=False).log_prob(x)
+        else:
+            per_pixel = D.Normal(out, self.log_scale.exp(), validate_args=False).log_prob(x)
+        return per_pixel.flatten(-len(self.image_shape)).sum(-1)
+
+    def mean_image(self, out: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x | z) from decoder outputs: what `sample` and `reconstruct` show."""
+        if self.likelihood == "bernoulli":
+            return torch.sigmoid(out)
+        if self.likelihood == "continuous_bernoulli":
+            return D.ContinuousBernoulli(logits=out, validate_args=False).mean
+        return out
+
+
+class Autoencoder(_ImageModel):
+    """A deterministic bottleneck autoencoder: z = encoder(x), x_hat = decoder(z).
+
+    Trained by minimising the reconstruction loss -log p(x | decoder(encoder(x))) (binary
+    cross-entropy for the default Bernoulli output). It has no prior and no posterior.
+
+    Args:
+        latent_dim: the size of the code z.
+        arch: ``"mlp"`` or ``"conv"``; hidden: layer sizes (mlp) or two channel counts (conv).
+        image_shape: ``(C, H, W)``; likelihood: how reconstructions are scored.
+    """
+
+    kind = "ae"
+
+    def __init__(self, latent_dim: int = 2, arch: str = "mlp", hidden: Sequence[int] = (512, 256),
+                 image_shape: Sequence[int] = (1, 28, 28), likelihood: str = "bernoulli"):
+        super().__init__()
+        self._setup(latent_dim, arch, hidden, image_shape, likelihood)
+        self.encoder = make_encoder(arch, self.latent_dim, self.hidden, self.image_shape)
+        self.decoder = make_decoder(arch, self.latent_dim, self.hidden, self.image_shape)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code z, ``(N, latent_dim)``."""
+        self.check_input(x)
+        return self.encoder(x)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-example reconstruction loss -log p(x | decoder(encoder(x))), ``(N,)`` in nats."""
+        return -self.log_likelihood(x, self.decode(self.encode(x)))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstructions in [0, 1], ``(N, *image_shape)``."""
+        return self.mean_image(self.decode(self.encode(x)))
+
+
+class VAE(_ImageModel):
+    """A variational autoencoder for images in [0, 1].
+
+    Args:
+        latent_dim: d, the size of z.
+        arch: ``"mlp"`` or ``"conv"``; hidden: layer sizes (mlp; the decoder mirrors them) or
+            two channel counts (conv).
+        image_shape: ``(C, H, W)``, ``(1, 28, 28)`` for MNIST.
+        likelihood: ``"bernoulli"`` (binary images), ``"continuous_bernoulli"`` or ``"gaussian"``
+            (grey levels; one learned noise scale).
+
+    Shapes: images ``x`` are ``(N, *image_shape)``; codes ``z`` are ``(N, d)``.
+    Log-probabilities are in nats, summed over pixels.
+    """
+
+    kind = "vae"
+
+    def __init__(self, latent_dim: int = 20, arch: str = "mlp", hidden: Sequence[int] = (400,),
+                 image_shape: Sequence[int] = (1, 28, 28), likelihood: str = "bernoulli"):
+        super().__init__()
+        self._setup(latent_dim, arch, hidden, image_shape, likelihood)
+        self.encoder = make_encoder(arch, 2 * self.latent_dim, self.hidden, self.image_shape)
+        self.decoder = make_decoder(arch, self.latent_dim, self.hidden, self.image_shape)
 
     def encode(self, x: torch.Tensor) -> DiagonalNormal:
         """q(z | x): a `DiagonalNormal` with batch shape ``(N,)`` and event shape ``(d,)``."""
         self.check_input(x)
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
         return DiagonalNormal(mu, logvar)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits of p(x | z), ``(N, *image_shape)`` for ``z (N, d)``."""
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}")
-        return self.decoder(z)
-
-    def p_x(self, z: torch.Tensor) -> D.Distribution:
-        """p(x | z) as a distribution over whole images (pixels independent Bernoulli)."""
-        return D.Independent(D.Bernoulli(logits=self.decode(z), validate_args=False), len(self.image_shape))
 
     def prior(self) -> DiagonalNormal:
         """p(z) = N(0, I), on the model's device and in its dtype."""
@@ -95,11 +242,41 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        """Pixel probabilities of p(x | z) for ``n`` codes z ~ p(z): ``(n, *image_shape)`` in [0, 1]."""
-        z = self.prior().sample((n,))
-        return torch.sigmoid(self.decode(z))
+        """Means of p(x | z) for ``n`` codes z ~ p(z): ``(n, *image_shape)``."""
+        return self.mean_image(self.decode(self.prior().sample((n,))))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities of p(x | z) at the posterior mean z = mu(x)."""
-        return torch.sigmoid(self.decode(self.encode(x).mu))
+        """Means of p(x | z) at the posterior mean z = mu(x)."""
+        return self.mean_image(self.decode(self.encode(x).mu))
+
+
+def save_model(model: _ImageModel, path: str | Path) -> Path:
+    """Save weights and configuration; `load_model` rebuilds the model from the file alone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": MODEL_FORMAT, "kind": model.kind, "config": model.config,
+                "state": model.state_dict()}, path)
+    return path
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _ImageModel:
+    """Rebuild a model saved by `save_model` (or by ``python -m vaelib train``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model checkpoint at {path}; train one with `python -m vaelib train --out {path}`")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read {path} as a checkpoint: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`)")
+    cls = {"ae": Autoencoder, "vae": VAE}.get(payload.get("kind"))
+    if cls is None:
+        raise ValueError(f"{path} holds an unknown model kind {payload.get('kind')!r}")
+    model = cls(**payload["config"])
+    try:
+        model.load_state_dict(payload["state"])
+    except RuntimeError as err:
+        raise ValueError(f"the weights in {path} do not fit its configuration: {err}") from None
+    return model

@@ -58,10 +58,10 @@ class _EpochLine:
     def close(self) -> None:
         if self.disable or self.t0 is None:
             return
-        metrics = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
         of = f"/{self.total}" if self.total is not None else ""
-        print(f"{self.desc}: {self.n}{of} batches, {time.perf_counter() - self.t0:.1f} s, {metrics}",
-              file=sys.stderr, flush=True)
+        parts = [f"{self.n}{of} batches", f"{time.perf_counter() - self.t0:.1f} s"]
+        parts += [f"{k}={v}" for k, v in self.postfix.items()]
+        print(f"{self.desc}: {', '.join(parts)}", file=sys.stderr, flush=True)
         self.t0 = None
 
 

@@ -1,0 +1,95 @@
+import math
+
+import pytest
+import torch
+
+import vaelib
+from vaelib import VAE
+
+DT = torch.float64
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    model = VAE(latent_dim=1, hidden=(16,), image_shape=(1, 3, 3)).double()
+    with torch.no_grad():  # a sharp decoder and a deliberately poor encoder: a visible gap to close
+        for p in model.decoder.parameters():
+            p.mul_(3)
+        model.encoder[1][-1].bias.add_(torch.tensor([0.3, 0.5], dtype=DT))
+    x = torch.bernoulli(torch.full((4, 1, 3, 3), 0.4, dtype=DT), generator=torch.Generator().manual_seed(1))
+    return model, x
+
+
+def repeated(bound, model, x, n, **kwargs):
+    """n independent draws of a per-image bound, computed in one batch: (n, N)."""
+    with torch.no_grad():
+        return bound(model, x.repeat(n, 1, 1, 1), **kwargs).view(n, len(x))
+
+
+def iwae(model, x, k, **kwargs):
+    return vaelib.iwae_bound(model, x, k, **kwargs)
+
+
+def elbo(model, x):
+    return vaelib.elbo(model, x).elbo
+
+
+def log_evidence_by_quadrature(model, x):
+    """log p(x) = log ∫ p(x|z) N(z; 0, 1) dz on a fine grid: possible because z is 1-D."""
+    z = torch.linspace(-9, 9, 6001, dtype=DT)[:, None]
+    with torch.no_grad():
+        log_lik = model.log_likelihood(x, model.decode(z)[:, None])  # broadcasts to (G, N)
+    log_prior = -0.5 * z[:, 0] ** 2 - 0.5 * math.log(2 * math.pi)
+    return torch.logsumexp(log_lik + log_prior[:, None], 0) + math.log(z[1, 0] - z[0, 0])
+
+
+def test_iwae_with_one_sample_is_the_elbo_in_expectation(tiny):
+    model, x = tiny
+    torch.manual_seed(2)
+    iwae1 = repeated(iwae, model, x, 20_000, k=1)
+    one_sample_elbo = repeated(elbo, model, x, 20_000)
+    se = (iwae1.var(0) / 20_000 + one_sample_elbo.var(0) / 20_000).sqrt()
+    assert ((iwae1.mean(0) - one_sample_elbo.mean(0)).abs() < 4 * se).all()
+
+
+def test_bounds_increase_with_k_towards_the_evidence(tiny):
+    model, x = tiny
+    torch.manual_seed(3)
+    log_px = log_evidence_by_quadrature(model, x)
+    means, ses = [], []
+    for k in (1, 5, 50):
+        runs = repeated(iwae, model, x, 3000, k=k, chunk_size=7)
+        means.append(runs.mean(0))
+        ses.append(runs.std(0) / math.sqrt(3000))
+    for (m1, s1), (m2, s2) in zip(zip(means, ses), zip(means[1:], ses[1:])):
+        assert (m2 - m1 > 3 * (s1**2 + s2**2).sqrt()).all()  # ELBO < L_5 < L_50
+    assert (means[-1] < log_px + 4 * ses[-1]).all()
+    big = vaelib.iwae_bound(model, x, k=5000).detach()
+    assert torch.allclose(big, log_px, atol=0.02)  # L_5000 is within a few hundredths of a nat
+
+
+def test_elbo_is_below_the_evidence(tiny):
+    model, x = tiny
+    torch.manual_seed(4)
+    mean_elbo = repeated(elbo, model, x, 2000).mean(0)
+    assert (mean_elbo < log_evidence_by_quadrature(model, x)).all()
+
+
+def test_evaluate_bounds_reports_means_and_errors(tiny):
+    model, x = tiny
+    data = vaelib.InMemoryData(x.repeat(5, 1, 1, 1))
+    torch.manual_seed(5)
+    r = vaelib.evaluate_bounds(model, data, k=200, batch_size=7)
+    assert set(r) == {"elbo", "elbo_se", "nll", "nll_se", "k", "n"} and r["n"] == 20 and r["k"] == 200
+    assert r["nll"] < -r["elbo"]
+    exact = -log_evidence_by_quadrature(model, x).mean().item()
+    assert r["nll"] == pytest.approx(exact, abs=0.05)
+
+
+def test_bound_arguments_are_checked(tiny):
+    model, x = tiny
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        vaelib.iwae_bound(model, x, k=0)
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        vaelib.elbo(model, x, n_samples=0)

@@ -1,0 +1,75 @@
+"""The command line, end to end in smoke mode: train a tiny model, evaluate it, fail clearly."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vaelib
+from vaelib.cli import main
+
+
+@pytest.fixture
+def smoke(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.delenv("VAELIB_BUDGET", raising=False)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_evaluate_a_vae(smoke, tmp_path, capsys):
+    out = tmp_path / "vae.pt"
+    code, stdout, stderr = run(capsys, "train", "--model", "vae", "--arch", "mlp", "--latent-dim", "4",
+                               "--hidden", "64", "--limit", "512", "--out", str(out))
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["epochs"] == 1 and summary["model"] == "vae" and out.is_file()
+    assert "epoch 1/1" in stderr and "budget smoke" in stderr
+    code, stdout, stderr = run(capsys, "evaluate", str(out), "--k", "20", "--limit", "200")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert stdout.count("\n") == 1  # one JSON line
+    assert result["n"] == 200 and result["k"] == 20 and result["latent_dim"] == 4
+    assert 0 < result["test_nll"] < -result["test_elbo"]  # the importance-sampled bound is tighter
+    assert result["test_nll_se"] > 0
+
+
+def test_train_and_evaluate_a_conv_autoencoder(smoke, tmp_path, capsys):
+    out = tmp_path / "ae.pt"
+    code, _, stderr = run(capsys, "train", "--model", "ae", "--arch", "conv", "--latent-dim", "2",
+                          "--hidden", "4", "8", "--limit", "256", "--out", str(out))
+    assert code == 0, stderr
+    assert isinstance(vaelib.load_model(out), vaelib.Autoencoder)
+    code, stdout, _ = run(capsys, "evaluate", str(out), "--limit", "100")
+    assert code == 0 and json.loads(stdout)["test_recon_loss"] > 0
+
+
+def test_missing_and_incompatible_checkpoints_fail_clearly(smoke, tmp_path, capsys):
+    code, stdout, stderr = run(capsys, "evaluate", str(tmp_path / "nothing.pt"))
+    assert code == 2 and stdout == "" and "no model checkpoint at" in stderr and "Traceback" not in stderr
+    torch.save({"something": torch.zeros(2)}, tmp_path / "other.pt")
+    code, _, stderr = run(capsys, "evaluate", str(tmp_path / "other.pt"))
+    assert code == 2 and "is not a vaelib model checkpoint" in stderr
+
+
+def test_missing_data_fails_clearly(smoke, tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled by the test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    code, _, stderr = run(capsys, "train", "--data", str(tmp_path), "--out", str(tmp_path / "m.pt"))
+    assert code == 2 and "VAELIB_DATA" in stderr and "Traceback" not in stderr
+
+
+def test_python_dash_m_entry_point(smoke):
+    result = subprocess.run([sys.executable, "-m", "vaelib", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout and "evaluate" in result.stdout
