@@ -43,10 +43,11 @@ nbval: $(STAMP)
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider book
 
 notebooks: $(STAMP)
+	rm -rf book/runs  # stored outputs come from fresh training runs
 	$(PY) tools/notebooks.py sync
 
 check-notebooks: $(STAMP)
 	$(PY) tools/notebooks.py check
 
 clean:
-	rm -rf _build
+	rm -rf _build book/runs

@@ -27,7 +27,7 @@ from .estimators import (
 from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
 from .plotting import image_grid, plot_history, show_images
-from .training import NonFiniteLossError, evaluate, fit
+from .training import NonFiniteLossError, evaluate, fit, train_mnist_model
 
 __version__ = "0.1.0"
 
@@ -47,6 +47,7 @@ __all__ = [
     # training.py: one loop for every model
     "fit",
     "evaluate",
+    "train_mnist_model",
     "NonFiniteLossError",
     # divergences.py: KL divergences (Chapter 2)
     "kl_normal",

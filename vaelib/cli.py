@@ -21,8 +21,8 @@ import torch
 from .bounds import elbo, evaluate_bounds
 from .data import DatasetNotFoundError, load_mnist
 from .device import get_device, run_budget, seed_everything
-from .models import ARCHS, LIKELIHOODS, Autoencoder, VAE, load_model, save_model
-from .training import NonFiniteLossError, evaluate, fit
+from .models import ARCHS, VAE, load_model, save_model
+from .training import NonFiniteLossError, evaluate, train_mnist_model
 
 
 def _loss(model):
@@ -41,20 +41,14 @@ def train(args) -> dict:
     budget = run_budget(device)
     epochs = args.epochs if args.epochs is not None else budget.pick(smoke=1, default=20, full=100)
     limit = args.limit if args.limit is not None else budget.pick(smoke=2000, default=None, full=None)
-    hidden = args.hidden or ([400] if args.arch == "mlp" else [32, 64])
-    cls = VAE if args.model == "vae" else Autoencoder
-    seed_everything(args.seed)
-    model = cls(latent_dim=args.latent_dim, arch=args.arch, hidden=hidden, likelihood=args.likelihood)
-    data = load_mnist("train", root=args.data, binarize=_binarize(model))
-    if limit:
-        data = data.subset(slice(0, limit))
     out = Path(args.out)
-    print(f"training {args.model} ({args.arch}, latent {args.latent_dim}) on {len(data)} images for "
-          f"{epochs} epochs on {device}, budget {budget}", file=sys.stderr)
+    print(f"training {args.model} ({args.arch}, latent {args.latent_dim}) for {epochs} epochs on "
+          f"{device}, budget {budget}", file=sys.stderr)
     start = time.perf_counter()
-    history = fit(model, _loss(model), data, epochs=epochs, batch_size=args.batch_size, device=device,
-                  optimizer=torch.optim.Adam(model.parameters(), lr=args.lr),
-                  checkpoint=out.with_name(out.name + ".fit"))  # an interrupted run resumes from here
+    model, history = train_mnist_model(
+        args.model, args.latent_dim, epochs=epochs, arch=args.arch, hidden=args.hidden,
+        batch_size=args.batch_size, lr=args.lr, limit=limit, seed=args.seed, device=device,
+        checkpoint_dir=out.parent / (out.name + ".runs"), data_root=args.data)  # an interrupted run resumes
     save_model(model.cpu(), out)
     return {"saved": str(out), "model": args.model, "arch": args.arch, "latent_dim": args.latent_dim,
             "epochs": epochs, "train_loss": history["loss"][-1] if history else None,
@@ -90,8 +84,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=["ae", "vae"], default="vae")
     t.add_argument("--arch", choices=ARCHS, default="mlp")
     t.add_argument("--latent-dim", type=int, default=20)
-    t.add_argument("--hidden", type=int, nargs="+", help="layer sizes (mlp) or two channel counts (conv)")
-    t.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
+    t.add_argument("--hidden", type=int, nargs="+",
+                   help="layer sizes (mlp, default 512 256) or two channel counts (conv, default 32 64)")
     t.add_argument("--epochs", type=int, help="default from the run budget: smoke 1, default 20, full 100")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)

@@ -357,3 +357,59 @@ def fit(
         if path is not None:
             _save_checkpoint(path, model, optimizer, epoch, history)
     return history
+
+
+def train_mnist_model(
+    kind: str = "vae",
+    latent_dim: int = 2,
+    *,
+    epochs: int,
+    arch: str = "mlp",
+    hidden=None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    limit: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    checkpoint_dir: str | os.PathLike | None = "runs",
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+):
+    """Train (or resume, or just load) one of the course's MNIST models; returns ``(model, history)``.
+
+    The model is an `Autoencoder` (``kind="ae"``) or `VAE` (``kind="vae"``) with a Bernoulli
+    decoder on dynamically binarised MNIST, trained with Adam by `fit` on -ELBO (VAE) or the
+    reconstruction loss (AE). ``hidden`` defaults to (512, 256) for ``mlp`` and (32, 64)
+    for ``conv``. With ``checkpoint_dir``, the run is saved under a name made of its
+    settings, so a later call with the same settings (in the same chapter, another chapter,
+    or the CLI) resumes it or, if ``epochs`` are already done, loads it without training.
+    """
+    from .bounds import elbo
+    from .data import load_mnist
+    from .device import seed_everything
+    from .models import VAE, Autoencoder
+
+    if kind not in ("ae", "vae"):
+        raise ValueError(f"kind must be 'ae' or 'vae', got {kind!r}")
+    hidden = tuple(hidden) if hidden is not None else ((512, 256) if arch == "mlp" else (32, 64))
+    seed_everything(seed)
+    model = (VAE if kind == "vae" else Autoencoder)(latent_dim=latent_dim, arch=arch, hidden=hidden)
+    data = load_mnist("train", root=data_root, binarize="dynamic")
+    if limit:
+        data = data.subset(slice(0, limit))
+    if kind == "vae":
+        def loss(m, batch):
+            return -elbo(m, batch[0]).elbo.mean()
+    else:
+        def loss(m, batch):
+            return m.loss(batch[0]).mean()
+    checkpoint = None
+    if checkpoint_dir is not None:
+        name = (f"{kind}_{arch}_d{latent_dim}_h{'-'.join(map(str, hidden))}_n{limit or len(data)}"
+                f"_b{batch_size}_lr{lr:g}_s{seed}.pt")
+        checkpoint = Path(checkpoint_dir) / name
+    history = fit(model, loss, data, epochs=epochs, batch_size=batch_size, device=device,
+                  optimizer=torch.optim.Adam(model.parameters(), lr=lr), checkpoint=checkpoint,
+                  progress=progress)
+    model.eval()
+    return model, history
