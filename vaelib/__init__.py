@@ -27,7 +27,8 @@ from .estimators import (
 from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
 from .plotting import image_grid, plot_history, show_images
-from .training import NonFiniteLossError, evaluate, fit, train_mnist_model
+from .metrics import classifier_confidence, interpolation_smoothness, nearest_code_distance
+from .training import NonFiniteLossError, evaluate, fit, train_mnist_classifier, train_mnist_model
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "fit",
     "evaluate",
     "train_mnist_model",
+    "train_mnist_classifier",
     "NonFiniteLossError",
     # divergences.py: KL divergences (Chapter 2)
     "kl_normal",
@@ -81,6 +83,10 @@ __all__ = [
     "iwae_bound",
     "evaluate_bounds",
     "log_bernoulli",
+    # metrics.py: comparing generative models (Chapter 7)
+    "classifier_confidence",
+    "nearest_code_distance",
+    "interpolation_smoothness",
     # plotting.py: shared figures
     "image_grid",
     "show_images",

@@ -413,3 +413,38 @@ def train_mnist_model(
                   progress=progress)
     model.eval()
     return model, history
+
+
+def train_mnist_classifier(
+    *,
+    epochs: int,
+    limit: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    checkpoint_dir: str | os.PathLike | None = "runs",
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+) -> nn.Module:
+    """A small MLP digit classifier (784-256-10) on grey-level MNIST, to judge generated images.
+
+    Checkpointed like `train_mnist_model`. Returns the model in eval mode; it maps images
+    ``(N, 1, 28, 28)`` in [0, 1] to class logits ``(N, 10)``.
+    """
+    from .data import load_mnist
+    from .device import seed_everything
+
+    seed_everything(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    data = load_mnist("train", root=data_root)
+    if limit:
+        data = data.subset(slice(0, limit))
+
+    def loss(m, batch):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(m(x), y)
+
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = Path(checkpoint_dir) / f"classifier_mlp256_n{limit or len(data)}_s{seed}.pt"
+    fit(model, loss, data, epochs=epochs, device=device, checkpoint=checkpoint, progress=progress)
+    return model.eval()

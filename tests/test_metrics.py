@@ -1,0 +1,50 @@
+import math
+
+import pytest
+import torch
+
+import vaelib
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'classifier' that returns given logits, whatever the images."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits
+
+
+def test_classifier_confidence_counts_and_spreads():
+    sure, unsure = 10.0, 0.0
+    logits = torch.zeros(4, 3)
+    logits[0, 0] = logits[1, 1] = logits[2, 1] = sure  # three confident (classes 0, 1, 1), one uniform
+    r = vaelib.classifier_confidence(FixedLogits(logits), torch.zeros(4, 1, 2, 2), threshold=0.9)
+    assert r["confident"] == 0.75
+    assert torch.allclose(r["class_share"], torch.tensor([1 / 3, 2 / 3, 0.0], dtype=torch.float64))
+    assert r["class_entropy"] == pytest.approx(-(1 / 3) * math.log(1 / 3) - (2 / 3) * math.log(2 / 3))
+    with pytest.raises(ValueError, match="threshold must lie in"):
+        vaelib.classifier_confidence(FixedLogits(logits), torch.zeros(4, 1, 2, 2), threshold=1.5)
+
+
+def test_nearest_code_distance_is_scale_free():
+    codes = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])  # spacing 1
+    points = torch.tensor([[1.0, 0.0], [1.5, 0.0], [3.0, 4.0]])
+    assert torch.allclose(vaelib.nearest_code_distance(points, codes), torch.tensor([0.0, 0.5, 4.0]))
+    assert torch.allclose(vaelib.nearest_code_distance(10 * points, 10 * codes), torch.tensor([0.0, 0.5, 4.0]))
+    with pytest.raises(ValueError, match="at least 2 codes"):
+        vaelib.nearest_code_distance(points, codes[:1])
+    with pytest.raises(ValueError, match=r"\(M, d\) and \(N, d\)"):
+        vaelib.nearest_code_distance(points, torch.zeros(4, 3))
+
+
+def test_interpolation_smoothness_is_one_for_an_even_path_and_large_for_a_jump():
+    z_a, z_b = torch.zeros(2, 1), torch.ones(2, 1)
+    linear = vaelib.interpolation_smoothness(lambda z: z.repeat(1, 5), z_a, z_b, steps=10)
+    assert torch.allclose(linear, torch.ones(2))
+    jump = vaelib.interpolation_smoothness(lambda z: (z > 0.5).float().repeat(1, 5), z_a, z_b, steps=10)
+    assert torch.allclose(jump, torch.full((2,), 10.0))  # all change happens in one of 10 steps
+    with pytest.raises(ValueError, match="one shape"):
+        vaelib.interpolation_smoothness(lambda z: z, z_a, torch.ones(3, 1))

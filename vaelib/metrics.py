@@ -1,0 +1,66 @@
+"""Numbers for comparing generative models of images (Chapter 7).
+
+- `classifier_confidence`: how often a classifier is confident about generated images,
+  and how evenly the confident ones spread over the classes.
+- `nearest_code_distance`: how far points land from the codes of real data, in units of
+  the typical spacing between those codes (so the measure does not depend on scale).
+- `interpolation_smoothness`: how evenly a decoded straight-line path changes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def classifier_confidence(classifier: nn.Module, images: torch.Tensor, threshold: float = 0.9) -> dict:
+    """Share of ``images`` whose top class probability exceeds ``threshold``, and the spread of classes.
+
+    Returns ``confident`` (a fraction), ``class_share`` (``(C,)`` share of the confident images
+    in each class) and ``class_entropy`` (nats; log C when all classes are equally common,
+    0 when one class takes everything).
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    probs = torch.softmax(classifier(images), dim=-1)
+    top, label = probs.max(-1)
+    sure = top > threshold
+    counts = torch.bincount(label[sure], minlength=probs.shape[-1]).double()
+    share = counts / counts.sum().clamp(min=1)
+    entropy = -(share[share > 0] * share[share > 0].log()).sum().item()
+    return {"confident": sure.double().mean().item(), "class_share": share.cpu(), "class_entropy": entropy}
+
+
+def nearest_code_distance(points: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Distance from each point ``(M, d)`` to its nearest code ``(N, d)``, divided by the median
+    distance between a code and its nearest other code. ``(M,)``, unit-free.
+    """
+    if points.dim() != 2 or codes.dim() != 2 or points.shape[1] != codes.shape[1]:
+        raise ValueError(f"points and codes must be (M, d) and (N, d), got {tuple(points.shape)} and {tuple(codes.shape)}")
+    if len(codes) < 2:
+        raise ValueError("need at least 2 codes to measure their spacing")
+    spacing = torch.cdist(codes, codes).fill_diagonal_(math.inf).min(1).values.median()
+    return torch.cdist(points, codes).min(1).values / spacing
+
+
+@torch.no_grad()
+def interpolation_smoothness(decode: Callable[[torch.Tensor], torch.Tensor], z_a: torch.Tensor,
+                             z_b: torch.Tensor, steps: int = 20) -> torch.Tensor:
+    """Largest step over mean step along decoded straight lines from ``z_a`` to ``z_b``.
+
+    ``z_a``, ``z_b``: ``(P, d)`` pairs of codes; ``decode`` maps ``(M, d)`` to images. Each path
+    is decoded at ``steps + 1`` evenly spaced points; a step is the Euclidean distance
+    between consecutive images. Returns ``(P,)``: 1 for a path that changes evenly, large
+    for one that jumps.
+    """
+    if z_a.shape != z_b.shape or z_a.dim() != 2:
+        raise ValueError(f"z_a and z_b must be (P, d) of one shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+    t = torch.linspace(0, 1, steps + 1, device=z_a.device, dtype=z_a.dtype)[:, None, None]
+    path = (1 - t) * z_a + t * z_b  # (T, P, d)
+    images = decode(path.flatten(0, 1)).flatten(1).unflatten(0, path.shape[:2])  # (T, P, pixels)
+    step = (images[1:] - images[:-1]).norm(dim=-1)  # (T - 1, P)
+    return step.max(0).values / step.mean(0).clamp(min=1e-12)
