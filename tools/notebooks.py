@@ -103,7 +103,8 @@ def sync(md: Path, timeout: int = 1800) -> Path:
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:03d}"  # stable ids keep diffs to what really changed
         if cell.cell_type == "code":
             cell.outputs = merge_streams(cell.outputs)
     nb.metadata.pop("jupytext", None)

@@ -135,6 +135,16 @@ def _metrics(out: Any) -> dict[str, torch.Tensor]:
     return metrics
 
 
+def adam(params, lr: float = 1e-3) -> torch.optim.Optimizer:
+    """Adam with the fused (single-kernel) update where this PyTorch build has one for the
+    parameters' device; the same algorithm as ``torch.optim.Adam(params, lr)``, faster."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
+        return torch.optim.Adam(params, lr=lr)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -264,7 +274,7 @@ def fit(
             such as a ``DataLoader``.
         epochs: total number of passes (a resumed run trains only the missing ones).
         val: optional held-out data of the same kind, evaluated after every epoch.
-        optimizer: defaults to ``Adam(model.parameters(), lr=1e-3)``.
+        optimizer: defaults to Adam with lr 1e-3 (`adam`, the fused kernel where available).
         batch_size: used when ``train`` is an `InMemoryData`.
         device: defaults to `get_device()`.
         checkpoint: a file written at the end of every epoch (weights, optimizer,
@@ -291,7 +301,7 @@ def fit(
     if isinstance(val, InMemoryData):
         val = val.to(device)
     if optimizer is None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = adam(model.parameters(), lr=1e-3)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
 
@@ -409,7 +419,7 @@ def train_mnist_model(
                 f"_b{batch_size}_lr{lr:g}_s{seed}.pt")
         checkpoint = Path(checkpoint_dir) / name
     history = fit(model, loss, data, epochs=epochs, batch_size=batch_size, device=device,
-                  optimizer=torch.optim.Adam(model.parameters(), lr=lr), checkpoint=checkpoint,
+                  optimizer=adam(model.parameters(), lr=lr), checkpoint=checkpoint,
                   progress=progress)
     model.eval()
     return model, history
