@@ -4,7 +4,7 @@ Every public name is listed in ``__all__`` below (and in the README); chapters
 import nothing else.
 """
 
-from .bounds import ELBOTerms, elbo, evaluate_bounds, iwae_bound, log_bernoulli
+from .bounds import ELBOTerms, elbo, evaluate_bounds, iwae_bound, kl_per_dimension, log_bernoulli, vae_loss
 from .data import (
     DATA_ENV,
     DatasetNotFoundError,
@@ -13,6 +13,7 @@ from .data import (
     load_fashion_mnist,
     load_mnist,
 )
+from .diagnostics import active_units, latent_statistics
 from .device import RunBudget, get_device, run_budget, seed_everything
 from .divergences import fit_gaussian, kl_categorical, kl_grid, kl_mvn, kl_normal, mc_kl
 from .estimators import (
@@ -28,7 +29,14 @@ from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, l
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
 from .plotting import image_grid, plot_history, show_images
 from .metrics import classifier_confidence, interpolation_smoothness, nearest_code_distance
-from .training import NonFiniteLossError, evaluate, fit, train_mnist_classifier, train_mnist_model
+from .training import (
+    LinearAnnealing,
+    NonFiniteLossError,
+    evaluate,
+    fit,
+    train_mnist_classifier,
+    train_mnist_model,
+)
 
 __version__ = "0.1.0"
 
@@ -50,6 +58,7 @@ __all__ = [
     "evaluate",
     "train_mnist_model",
     "train_mnist_classifier",
+    "LinearAnnealing",
     "NonFiniteLossError",
     # divergences.py: KL divergences (Chapter 2)
     "kl_normal",
@@ -82,6 +91,11 @@ __all__ = [
     "ELBOTerms",
     "iwae_bound",
     "evaluate_bounds",
+    "vae_loss",
+    "kl_per_dimension",
+    # diagnostics.py: what the latent space is used for (Chapter 8)
+    "latent_statistics",
+    "active_units",
     "log_bernoulli",
     # metrics.py: comparing generative models (Chapter 7)
     "classifier_confidence",

@@ -61,6 +61,30 @@ def elbo(model, x: torch.Tensor, n_samples: int = 1, beta: float = 1.0, analytic
     return ELBOTerms(recon, kl, recon - beta * kl)
 
 
+def kl_per_dimension(q) -> torch.Tensor:
+    """KL(q(z_j | x) || N(0, 1)) for each latent dimension j of a `DiagonalNormal` q: ``(N, d)`` nats."""
+    return 0.5 * (q.logvar.exp() + q.mu.pow(2) - 1.0 - q.logvar)
+
+
+def vae_loss(model, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:
+    """The training loss -mean_n [recon_n - beta * KL_n] for a batch, in nats per image (a scalar).
+
+    ``beta`` weights the KL term (beta = 1 is the ELBO). ``free_bits`` (lambda, nats per latent
+    dimension) replaces each dimension's batch-averaged KL by max(KL_j, lambda), so the
+    optimiser gains nothing by pushing a dimension's KL below lambda (Kingma et al., 2016).
+    With ``free_bits=0`` and ``beta=1`` this equals ``-elbo(model, x).elbo.mean()``.
+    """
+    if beta < 0 or free_bits < 0:
+        raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
+    q = model.encode(x)
+    z = q.rsample()
+    recon = model.log_likelihood(x, model.decode(z)).mean()
+    kl_dims = kl_per_dimension(q).mean(0)  # (d,): batch-averaged KL of each dimension
+    if free_bits > 0:
+        kl_dims = kl_dims.clamp(min=free_bits)
+    return -(recon - beta * kl_dims.sum())
+
+
 def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
     """The importance-weighted bound L_k for each image, ``(N,)`` in nats.
 

@@ -135,6 +135,32 @@ def _metrics(out: Any) -> dict[str, torch.Tensor]:
     return metrics
 
 
+class LinearAnnealing:
+    """A weight that rises linearly from ``start`` to ``end`` over ``steps`` optimizer steps, then stays.
+
+    Pass it to `fit` as ``on_step`` and read ``.value`` in the loss function::
+
+        beta = LinearAnnealing(steps=2000)
+        fit(model, lambda m, b: vae_loss(m, b[0], beta=beta.value), data, epochs=10, on_step=beta)
+
+    Because `fit` counts steps across epochs and resumes, the schedule resumes exactly too.
+    """
+
+    def __init__(self, steps: int, start: float = 0.0, end: float = 1.0) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.steps, self.start, self.end = int(steps), float(start), float(end)
+        self.value = self.start
+
+    def at(self, step: int) -> float:
+        """The weight after ``step`` optimizer steps."""
+        fraction = min(max(step, 0) / self.steps, 1.0)
+        return self.start + (self.end - self.start) * fraction
+
+    def __call__(self, step: int) -> None:
+        self.value = self.at(step)
+
+
 def adam(params, lr: float = 1e-3) -> torch.optim.Optimizer:
     """Adam with the fused (single-kernel) update where this PyTorch build has one for the
     parameters' device; the same algorithm as ``torch.optim.Adam(params, lr)``, faster."""
@@ -216,10 +242,11 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.mps.set_rng_state(state["mps"])
 
 
-def _save_checkpoint(path: Path, model, optimizer, epoch: int, history: History) -> None:
+def _save_checkpoint(path: Path, model, optimizer, epoch: int, history: History, steps: int) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
+        "steps": steps,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "history": history,
@@ -231,7 +258,7 @@ def _save_checkpoint(path: Path, model, optimizer, epoch: int, history: History)
     os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
 
 
-def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History]:
+def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History, int]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -247,7 +274,7 @@ def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History]:
             "delete it or pass another checkpoint path"
         ) from None
     _set_rng_state(payload["rng"])
-    return int(payload["epoch"]), payload["history"]
+    return int(payload["epoch"]), payload["history"], int(payload.get("steps", 0))
 
 
 def fit(
@@ -263,6 +290,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     clip_grad_norm: float | None = None,
+    on_step: Callable[[int], None] | None = None,
     progress: bool = True,
 ) -> History:
     """Train ``model`` to minimise ``loss_fn`` over ``train`` for ``epochs`` passes.
@@ -282,6 +310,8 @@ def fit(
         resume: when ``checkpoint`` exists, continue from it; the result equals an
             uninterrupted run bit for bit on the same device.
         clip_grad_norm: clip the gradient's total norm to this value.
+        on_step: called with the number of optimizer steps done so far, before each step
+            (counted across epochs and resumes): the hook for schedules such as KL annealing.
         progress: show a progress bar (one line per epoch).
 
     Returns:
@@ -306,10 +336,10 @@ def fit(
     max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
 
     history: History = {}
-    start = 0
+    start = steps_done = 0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and resume and path.exists():
-        start, history = _load_checkpoint(path, model, optimizer)
+        start, history, steps_done = _load_checkpoint(path, model, optimizer)
 
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -321,6 +351,8 @@ def fit(
         for step, batch in enumerate(batches, start=1):
             batch = _to_device(batch, device)
             n = _batch_len(batch)
+            if on_step is not None:
+                on_step(steps_done)
             optimizer.zero_grad(set_to_none=True)
             metrics = _metrics(loss_fn(model, batch))
             loss = metrics["loss"]
@@ -347,6 +379,7 @@ def fit(
                     history=history,
                 )
             optimizer.step()
+            steps_done += 1
             for k, v in zip(metrics, metric_values):
                 sums[k] = sums.get(k, 0.0) + v * n
             count += n
@@ -365,7 +398,7 @@ def fit(
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "seconds"}, refresh=False)
         bar.close()
         if path is not None:
-            _save_checkpoint(path, model, optimizer, epoch, history)
+            _save_checkpoint(path, model, optimizer, epoch, history, steps_done)
     return history
 
 
