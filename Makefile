@@ -56,13 +56,7 @@ notebooks: $(STAMP)
 	rm -rf book/runs  # stored outputs come from fresh training runs
 	$(PY) tools/notebooks.py sync
 
-check-# Needs a built book (make book). Screenshots of every chapter go to _build/screenshots.
-check-html: $(STAMP)
-	@test -f _build/html/index.html || { echo "check-html: no _build/html; run make book first" >&2; exit 1; }
-	@tools/install_chromium.sh
-	$(PY) -m pytest -p no:cacheprovider browser_tests
-
-notebooks: $(STAMP)
+check-notebooks: $(STAMP)
 	$(PY) tools/notebooks.py check
 
 clean:
