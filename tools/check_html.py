@@ -17,7 +17,7 @@ to another host is blocked and reported. For each page it checks that
 - chapter pages (``book/NN_*.html``) have the Colab launch button, pointing at the
   chapter's own ``.ipynb``, and a download button.
 
-A full-page screenshot of every chapter (and the landing page) goes to ``--screenshots``.
+A full-page screenshot of every chapter (and the introduction) goes to ``--screenshots``.
 Chromium comes from ``$CHROMIUM``, else ``chromium`` (Debian's package) on the PATH, else
 Playwright's own build (``python -m playwright install chromium``). Exit status 1 when any
 page has a problem; one line per problem.
@@ -315,7 +315,7 @@ def check_site(
                 _inspect_page(page, base, rel, report, chapter, root)
             except Exception as err:
                 report.problems.append(f"could not inspect: {type(err).__name__}: {str(err).splitlines()[0]}")
-            if shots is not None and (chapter or rel == "index.html" or rel.endswith("/intro.html")):
+            if shots is not None and (chapter or rel.endswith("/intro.html")):
                 report.screenshot = shots / (Path(rel).stem + ".png")
                 page.screenshot(path=str(report.screenshot), full_page=True)
             reports[rel] = report
