@@ -11,8 +11,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vaelib-installed
 
 # Chapters run from book/, so a relative data folder would point elsewhere: make it absolute.
+# (override: also when it is given on the command line, make book VAELIB_DATA=../shared/data)
 ifdef VAELIB_DATA
-export VAELIB_DATA := $(abspath $(VAELIB_DATA))
+override VAELIB_DATA := $(abspath $(VAELIB_DATA))
+export VAELIB_DATA
 endif
 
 .PHONY: help install book test pytest nbval check-html notebooks check-notebooks clean
