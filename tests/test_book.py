@@ -123,3 +123,26 @@ def test_pair_check_catches_a_missing_notebook(pair):
     md, ipynb = pair
     ipynb.unlink()
     assert any("missing" in p for p in pair_problems(md, ipynb))
+
+
+def test_repeated_page_scripts_are_dropped_once_each():
+    """sphinx-thebe registers its inline config twice, once with filename None and once with "":
+    the local extension must keep one copy (a doubled ``const`` throws in the browser) and keep
+    every distinct script, in order."""
+    from sphinx.builders.html._assets import _JavaScript
+
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from dedupe_scripts import drop_repeated_scripts
+
+    thebe = 'const THEBE_JS_URL = "https://example.org/thebe.js"'
+    scripts = [
+        _JavaScript("_static/a.js"),
+        _JavaScript(None, body=thebe),
+        _JavaScript("", body=thebe),
+        _JavaScript("_static/a.js"),
+        _JavaScript("_static/b.js", defer="defer"),
+        _JavaScript("_static/b.js"),
+    ]
+    context = {"script_files": scripts}
+    drop_repeated_scripts(None, "page", "page.html", context, None)
+    assert context["script_files"] == [scripts[0], scripts[1], scripts[4], scripts[5]]
