@@ -44,3 +44,34 @@ def test_plot_history_labels_axes_and_curves():
     with pytest.raises(ValueError, match="no epochs"):
         vaelib.plot_history({})
     plt.close("all")
+
+
+def test_table_renders_as_a_markdown_table_with_its_cells():
+    from markdown_it import MarkdownIt
+
+    table = vaelib.Table(["model", "NLL (nats)", "note"], [["VAE", "92.70", "a|b"], ["AE", "-", ""]])
+    html = MarkdownIt("commonmark").enable("table").render(table._repr_markdown_())
+    assert html.count("<tr>") == 3 and html.count("<th ") == 3 and html.count("<td ") == 6
+    assert '<td style="text-align:right">92.70</td>' in html and "<td style=\"text-align:right\">a|b</td>" in html
+    assert '<th style="text-align:left">model</th>' in html
+
+
+def test_table_as_text_aligns_columns():
+    text = repr(vaelib.Table(["beta", "rate"], [["0.25", "21.6"], ["8", "3.4"]]))
+    assert text.splitlines() == ["beta  rate", "----  ----", "0.25  21.6", "8      3.4"]
+
+
+def test_table_rejects_ragged_rows_and_bad_alignment():
+    with pytest.raises(ValueError, match="row 1 has 1 cells but the header has 2"):
+        vaelib.Table(["a", "b"], [["1", "2"], ["3"]])
+    with pytest.raises(ValueError, match="one 'l' or 'r' per column"):
+        vaelib.Table(["a", "b"], [], align="lc")
+
+
+def test_version_comes_from_the_package_metadata():
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert vaelib.__version__ == importlib.metadata.version("vaelib") == pyproject["project"]["version"]

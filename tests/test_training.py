@@ -59,15 +59,6 @@ def test_evaluate_weights_batches_by_size():
     assert model.training, "evaluate restores train mode"
 
 
-def test_progress_bar_shows_one_line_per_epoch(capsys):
-    train, _ = regression_data(64)
-    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=2, device="cpu", progress=True)
-    err = capsys.readouterr().err
-    assert "epoch 1/2" in err and "epoch 2/2" in err and "loss=" in err
-    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", progress=False)
-    assert capsys.readouterr().err == ""
-
-
 def test_fit_uses_get_device_by_default(monkeypatch):
     calls = []
     monkeypatch.setattr(vaelib.training, "get_device", lambda: calls.append(1) or torch.device("cpu"))
@@ -186,30 +177,3 @@ def test_bad_loss_and_arguments_are_explained():
     with pytest.raises(ValueError, match="training data is empty"):
         vaelib.fit(nn.Linear(3, 1), mse, InMemoryData(torch.zeros(0, 3), torch.zeros(0, 1)), epochs=1,
                    device="cpu", progress=False)
-
-
-def test_progress_is_a_live_bar_in_a_terminal_and_one_line_per_epoch_elsewhere(monkeypatch, capsys):
-    from tqdm.std import tqdm
-
-    class FakeTerminal:
-        def isatty(self):
-            return True
-
-        def write(self, s):
-            pass
-
-        def flush(self):
-            pass
-
-    monkeypatch.setattr("sys.stderr", FakeTerminal())
-    bar = vaelib.training._progress_bar(total=3, desc="epoch 1/1")
-    assert isinstance(bar, tqdm)
-    bar.close()
-    monkeypatch.undo()
-    line = vaelib.training._progress_bar(total=3, desc="epoch 1/1")
-    line.update(3)
-    line.set_postfix({"loss": "0.5"})
-    line.close()
-    line.close()  # closing twice prints once
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("epoch 1/1: 3/3 batches") and "loss=0.5" in err

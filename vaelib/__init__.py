@@ -4,6 +4,8 @@ Every public name is listed in ``__all__`` below (and in the README); chapters
 import nothing else.
 """
 
+from importlib import metadata as _metadata
+
 from .bounds import ELBOTerms, elbo, evaluate_bounds, iwae_bound, kl_per_dimension, log_bernoulli, vae_loss
 from .data import (
     DATA_ENV,
@@ -27,7 +29,7 @@ from .estimators import (
 )
 from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
-from .plotting import image_grid, plot_history, show_images
+from .plotting import Table, image_grid, plot_history, show_images
 from .metrics import classifier_confidence, interpolation_smoothness, nearest_code_distance
 from .training import (
     LinearAnnealing,
@@ -38,7 +40,10 @@ from .training import (
     train_mnist_model,
 )
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml), so the two cannot disagree
+    __version__ = _metadata.version("vaelib")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     # device.py: where and how much to run
@@ -101,8 +106,9 @@ __all__ = [
     "classifier_confidence",
     "nearest_code_distance",
     "interpolation_smoothness",
-    # plotting.py: shared figures
+    # plotting.py: shared figures and tables
     "image_grid",
     "show_images",
     "plot_history",
+    "Table",
 ]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .divergences import kl_normal
+from .progress import ProgressLine
 
 
 class ELBOTerms(NamedTuple):
@@ -122,17 +123,16 @@ def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, device=No
         batches, total = data.batches(batch_size), data.num_batches(batch_size)
     else:
         batches, total = data, (len(data) if hasattr(data, "__len__") else None)
-    from .training import _progress_bar  # the same progress display as fit
-
-    bar = _progress_bar(total=total, desc=f"bounds (k={k})", disable=not progress, leave=True)
+    line = ProgressLine(disable=not progress)
+    of = f"/{total}" if total is not None else ""
     try:
-        for batch in batches:
+        for step, batch in enumerate(batches, start=1):
             x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
             elbos.append(elbo(model, x).elbo.double().cpu())
             iwaes.append(iwae_bound(model, x, k).double().cpu())
-            bar.update(1)
+            line.show(f"bounds (k={k}): {step}{of} batches")
     finally:
-        bar.close()
+        line.close()
         model.train(was_training)
     e, w = torch.cat(elbos), torch.cat(iwaes)
     n = len(e)

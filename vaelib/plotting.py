@@ -1,9 +1,9 @@
-"""Figures the chapters share: image grids and training curves."""
+"""Figures and tables the chapters share: image grids, training curves, result tables."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -94,3 +94,50 @@ def plot_history(
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
+
+
+class Table:
+    """A table of results that shows as a table wherever a chapter is read.
+
+    Jupyter, Colab and the HTML book render it from Markdown (``_repr_markdown_``);
+    a terminal or a doctest gets aligned plain text (``repr``). Cells are shown as
+    given: format numbers before passing them, so the printed digits are the ones
+    a test compares.
+
+    Args:
+        header: the column names.
+        rows: one sequence of cells per row, each as long as ``header``.
+        align: one letter per column, ``"l"`` or ``"r"``; default: the first column
+            left, the others right (labels, then numbers).
+    """
+
+    def __init__(self, header: Sequence[str], rows: Iterable[Sequence], *, align: str | None = None):
+        self.header = [str(h) for h in header]
+        self.rows = [[str(c) for c in row] for row in rows]
+        width = len(self.header)
+        if width == 0:
+            raise ValueError("a Table needs at least one column")
+        for i, row in enumerate(self.rows):
+            if len(row) != width:
+                raise ValueError(f"row {i} has {len(row)} cells but the header has {width}: {row}")
+        self.align = align if align is not None else "l" + "r" * (width - 1)
+        if len(self.align) != width or set(self.align) - {"l", "r"}:
+            raise ValueError(f"align must be one 'l' or 'r' per column ({width}), got {self.align!r}")
+
+    def _repr_markdown_(self) -> str:
+        def cells(row):
+            return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+
+        rule = "|" + "|".join("---:" if a == "r" else ":---" for a in self.align) + "|"
+        return "\n".join([cells(self.header), rule] + [cells(r) for r in self.rows]) + "\n"
+
+    def __repr__(self) -> str:
+        columns = list(zip(self.header, *self.rows))
+        widths = [max(len(c) for c in col) for col in columns]
+
+        def line(row):
+            return "  ".join(c.rjust(w) if a == "r" else c.ljust(w)
+                             for c, w, a in zip(row, widths, self.align)).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        return "\n".join([line(self.header), rule] + [line(r) for r in self.rows])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -23,6 +22,7 @@ from torch import nn
 
 from .data import InMemoryData
 from .device import get_device
+from .progress import ProgressLine
 
 History = dict  # {"epoch": [1, 2, ...], "loss": [...], "val_loss": [...], "seconds": [...]}
 LossFn = Callable[[nn.Module, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
@@ -40,55 +40,6 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, message: str, *, epoch: int, step: int, value: float, history: History):
         super().__init__(message)
         self.epoch, self.step, self.value, self.history = epoch, step, value, history
-
-
-class _EpochLine:
-    """A progress "bar" for logs and rendered notebooks: one line per epoch, printed when it ends."""
-
-    def __init__(self, total: int | None = None, desc: str = "", disable: bool = False, **_):
-        self.total, self.desc, self.disable = total, desc, disable
-        self.n, self.postfix, self.t0 = 0, {}, time.perf_counter()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def set_postfix(self, ordered_dict=None, refresh: bool = False, **kwargs) -> None:
-        self.postfix = dict(ordered_dict or {}, **kwargs)
-
-    def close(self) -> None:
-        if self.disable or self.t0 is None:
-            return
-        of = f"/{self.total}" if self.total is not None else ""
-        parts = [f"{self.n}{of} batches", f"{time.perf_counter() - self.t0:.1f} s"]
-        parts += [f"{k}={v}" for k, v in self.postfix.items()]
-        print(f"{self.desc}: {', '.join(parts)}", file=sys.stderr, flush=True)
-        self.t0 = None
-
-
-def _progress_bar(**kwargs):
-    """A widget bar in Jupyter (with ipywidgets), a live bar in a terminal, else one line per epoch.
-
-    The last case covers rendered notebooks (the book build, nbval, stored
-    outputs) and CI logs, where a redrawn bar would leave every redraw behind.
-    """
-    shell = sys.modules.get("IPython")
-    try:
-        in_kernel = shell is not None and "IPKernelApp" in shell.get_ipython().config
-    except Exception:
-        in_kernel = False
-    if in_kernel:
-        try:
-            import ipywidgets  # noqa: F401
-            from tqdm.notebook import tqdm as notebook_tqdm
-
-            return notebook_tqdm(**kwargs)
-        except ImportError:
-            pass
-    elif sys.stderr.isatty():
-        from tqdm.std import tqdm as text_tqdm
-
-        return text_tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
-    return _EpochLine(**kwargs)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -312,7 +263,7 @@ def fit(
         clip_grad_norm: clip the gradient's total norm to this value.
         on_step: called with the number of optimizer steps done so far, before each step
             (counted across epochs and resumes): the hook for schedules such as KL annealing.
-        progress: show a progress bar (one line per epoch).
+        progress: show progress as one line for the run (`vaelib.progress`).
 
     Returns:
         the history: ``{"epoch": [...], "loss": [...], <other metrics>, "val_loss": [...],
@@ -341,11 +292,13 @@ def fit(
     if path is not None and resume and path.exists():
         start, history, steps_done = _load_checkpoint(path, model, optimizer)
 
+    line = ProgressLine(disable=not progress)  # one line for the whole run
+    run_t0 = time.perf_counter()
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
         batches, total = _iterate(train, batch_size, shuffle=True)
-        bar = _progress_bar(total=total, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=True)
+        of = f"/{total}" if total is not None else ""
         sums: dict[str, float] = {}
         count = 0
         for step, batch in enumerate(batches, start=1):
@@ -365,7 +318,7 @@ def fit(
             loss_value = metric_values[0]  # "loss" is the first key of every metrics dict
             if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
                 optimizer.zero_grad(set_to_none=True)
-                bar.close()
+                line.close()
                 what = f"the loss became {loss_value}" if not math.isfinite(loss_value) else (
                     f"the gradient norm became {norm_value} (loss {loss_value:.6g})"
                 )
@@ -383,10 +336,10 @@ def fit(
             for k, v in zip(metrics, metric_values):
                 sums[k] = sums.get(k, 0.0) + v * n
             count += n
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / count:.4g}", refresh=False)
+            line.show(f"epoch {epoch}/{epochs}: {step}{of} batches, {time.perf_counter() - t0:.0f} s, "
+                      f"loss={sums['loss'] / count:.4g}")
         if count == 0:
-            bar.close()
+            line.close()
             raise ValueError("fit got no training batches: the training data is empty")
         row = {k: v / count for k, v in sums.items()}
         if val is not None:
@@ -395,10 +348,14 @@ def fit(
         history.setdefault("epoch", []).append(epoch)
         for k, v in row.items():
             history.setdefault(k, []).append(v)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "seconds"}, refresh=False)
-        bar.close()
+        text = f"epoch {epoch}/{epochs}: {step}{of} batches, {row['seconds']:.1f} s, " + ", ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k != "seconds")
+        if epoch == epochs:
+            text += f" ({epochs - start} epochs in {time.perf_counter() - run_t0:.0f} s)"
+        line.epoch_done(text)
         if path is not None:
             _save_checkpoint(path, model, optimizer, epoch, history, steps_done)
+    line.close()
     return history
 
 
