@@ -1,14 +1,18 @@
 # The course's task runner. Two commands do all the set-up on a fresh machine:
-#   make book   build the HTML book into _build/html (executes every chapter, warnings are errors)
-#   make test   run every test: vaelib (pytest), every chapter notebook (nbval), and the built
-#               book's pages in headless Chromium (builds the book first; execution is cached)
+#   make book   build the HTML book into _build/html from the notebooks' stored outputs
+#               (executes nothing; warnings are errors), then check it against the notebooks
+#   make test   run every test: vaelib (pytest), every chapter notebook re-executed in smoke mode
+#               (nbval), then the book built and every page checked in headless Chromium
 # Both create .venv (or reuse the active virtual environment) and install what they need.
+# `make notebooks` is the one command that executes the chapters (default budget) into book/*.ipynb.
 
 SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vaelib-installed
+# CONSTRAINTS=constraints.txt installs the exact versions the tests last passed with (.ci/run does).
+CONSTRAINTS ?=
 
 # Chapters run from book/, so a relative data folder would point elsewhere: make it absolute.
 # (override: also when it is given on the command line, make book VAELIB_DATA=../shared/data)
@@ -17,21 +21,24 @@ override VAELIB_DATA := $(abspath $(VAELIB_DATA))
 export VAELIB_DATA
 endif
 
-.PHONY: help install book test pytest nbval check-html notebooks check-notebooks clean
+.PHONY: help install book test pytest nbval check-html notebooks check-notebooks lock clean
 
 help:
-	@echo "make book        build the book into _build/html (warnings are errors)"
-	@echo "make test        pytest on tests/, nbval on book/*.ipynb, then make book and make check-html"
+	@echo "make book        build the book into _build/html from the stored outputs (executes nothing)"
+	@echo "make test        pytest on tests/, nbval on book/*.ipynb (smoke budget), make book, make check-html"
 	@echo "make check-html  open every page of _build/html in headless Chromium and check it"
-	@echo "make notebooks   re-execute each book/*.md into its paired book/*.ipynb"
+	@echo "make notebooks   execute each chapter whose code changed (FORCE=1: every chapter) into"
+	@echo "                 book/*.ipynb under the default budget; regenerate the others around their outputs"
+	@echo "make check-notebooks  fail if a book/*.ipynb is not what make notebooks would write"
 	@echo "make install     only create the environment ($(VENV))"
-	@echo "make clean       remove _build (including the execution cache)"
+	@echo "make lock        write constraints.txt from the environment (after the tests pass)"
+	@echo "make clean       remove _build and the chapters' training runs"
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt -e .
+	$(PY) -m pip install --quiet -r requirements.txt -e . $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	@touch $@
 
 book: $(STAMP)
@@ -45,8 +52,10 @@ test: pytest nbval
 pytest: $(STAMP)
 	$(PY) -m pytest tests
 
+# Re-executes every chapter notebook in smoke mode (whatever the machine) and compares each
+# output not tagged nbval-ignore-output with the stored default-budget one.
 nbval: $(STAMP)
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider book
+	VAELIB_BUDGET=smoke $(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider book
 
 # Needs a built book (make book). Screenshots of every chapter go to _build/screenshots.
 check-html: $(STAMP)
@@ -55,11 +64,15 @@ check-html: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider browser_tests
 
 notebooks: $(STAMP)
-	rm -rf book/runs  # stored outputs come from fresh training runs
-	$(PY) tools/notebooks.py sync
+	$(PY) tools/notebooks.py sync $(if $(FORCE),--force)
 
 check-notebooks: $(STAMP)
 	$(PY) tools/notebooks.py check
+
+lock: $(STAMP)
+	@{ echo "# The versions every test last passed with (make lock). .ci/run installs with -c constraints.txt;"; \
+	   echo "# requirements.txt keeps ranges, so Colab keeps its preinstalled torch."; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v "^vaelib"; } > constraints.txt
 
 clean:
 	rm -rf _build book/runs

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
+import check_html  # noqa: E402  (tools/ and _ext/ are on pytest's pythonpath: pyproject.toml)
+from colab import toc_docs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import check_html  # noqa: E402
 
 BOOK_HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 SCREENSHOTS = Path(os.environ.get("BOOK_SCREENSHOTS", ROOT / "_build" / "screenshots"))
@@ -165,16 +165,8 @@ def test_book_page_reads_correctly(book_reports, page):
     assert book_reports[page].problems == [], "\n".join([page, *book_reports[page].problems])
 
 
-def _toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [entry["file"] for entry in part.get("chapters", [])]
-    return files
-
-
 def test_every_toc_page_was_checked_and_every_chapter_photographed(book_reports):
-    for file in _toc_files():
+    for file, _ in toc_docs(yaml.safe_load((ROOT / "_toc.yml").read_text())):
         assert f"{file}.html" in book_reports, f"{file} from _toc.yml was not built"
     chapters = [r for r in book_reports.values() if r.path.startswith("book/") and r.path[5:7].isdigit()]
     assert len(chapters) >= 8

@@ -1,21 +1,22 @@
-"""The book's structure: pages exist, notebooks are paired and executed, Colab paths and citations resolve."""
+"""The book's structure: pages exist, notebooks are generated and executed, installs are pinned."""
 
 import re
 import shutil
-import sys
+import subprocess
+import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-from check_book import toc_files  # noqa: E402
-from notebooks import chapters, is_notebook, pair_problems  # noqa: E402
+from colab import SETUP_TAG, setup_cell_source, toc_docs
+from notebooks import chapters, is_notebook, pair_problems
 
+ROOT = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+DOCS = [doc for doc, _ in toc_docs(TOC)]
 CHAPTERS = chapters()
 REQUIRED_REFERENCES = [
     "kingma2014autoencoding", "kingma2019introduction", "rezende2014stochastic", "doersch2016tutorial",
@@ -28,7 +29,7 @@ def test_there_are_chapters():
 
 
 def test_every_toc_entry_exists_and_every_notebook_is_in_the_toc():
-    docs = toc_files(TOC)
+    docs = DOCS
     for doc in docs:
         assert (ROOT / f"{doc}.md").is_file(), f"_toc.yml lists {doc}, but {doc}.md does not exist"
     listed = {ROOT / f"{doc}.md" for doc in docs}
@@ -40,25 +41,48 @@ def test_markdown_and_notebook_agree(md):
     assert pair_problems(md, md.with_suffix(".ipynb")) == []
 
 
-@pytest.mark.parametrize("doc", [d for d in toc_files(TOC) if is_notebook(ROOT / f"{d}.md")])
+@pytest.mark.parametrize("doc", [d for d in DOCS if is_notebook(ROOT / f"{d}.md")])
 def test_colab_path_exists(doc):
     # sphinx-book-theme opens <repo>/blob/<branch>/<path_to_book>/<doc>.ipynb
     path = Path(CONFIG["repository"].get("path_to_book") or ".") / f"{doc}.ipynb"
     assert (ROOT / path).is_file(), f"the Colab button of {doc} would open {path}, which does not exist"
 
 
+def _git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
-def test_first_cell_installs_vaelib_from_this_repository_only_when_missing(md):
+def test_first_cell_installs_the_vaelib_commit_that_made_the_outputs(md):
     nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    url = CONFIG["repository"]["url"]
-    branch = CONFIG["repository"]["branch"]
-    code = [line for line in first.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    assert [line.strip() for line in code[:3]] == ["try:", "import vaelib", "except ImportError:"]
-    assert code[3].strip().startswith("%pip install") and f"git+{url}@{branch}" in code[3], (
-        f"the install cell must pip-install {url}@{branch} when vaelib is missing"
-    )
-    assert first.outputs == [], "where vaelib is installed the first cell must print nothing"
+    prov = nb.metadata["vaelib"]
+    assert SETUP_TAG in first.metadata.get("tags", [])
+    assert first.source == setup_cell_source(CONFIG["repository"]["url"], prov["commit"], prov["version"])
+    assert re.fullmatch(r"[0-9a-f]{40}", prov["commit"]) and not prov["dirty"] and prov["budget"] == "default"
+    pinned = re.search(r'%pip install -q "vaelib @ git\+(\S+)@([0-9a-f]{40})"', first.source)
+    assert pinned and pinned.groups() == (CONFIG["repository"]["url"], prov["commit"]), "not @main: a commit"
+    assert first.outputs == [], "where vaelib is installed the set-up cell must print nothing"
+    if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip("a shallow clone cannot show whether the pinned commit exists")
+    assert _git("cat-file", "-e", f"{prov['commit']}^{{commit}}").returncode == 0, (
+        f"{md.name} pins vaelib at {prov['commit']}, which is not a commit of this repository")
+    at_commit = tomllib.loads(_git("show", f"{prov['commit']}:pyproject.toml").stdout)
+    assert at_commit["project"]["version"] == prov["version"]
+    assert _git("cat-file", "-e", f"{prov['commit']}:vaelib/__init__.py").returncode == 0
+
+
+def test_the_book_build_executes_nothing():
+    """Pages take their outputs from the stored notebooks (_ext/stored_outputs.py)."""
+    assert CONFIG["execute"]["execute_notebooks"] == "off"
+    assert "stored_outputs" in CONFIG["sphinx"]["local_extensions"]
+
+
+def test_license_matches_the_package_metadata():
+    license_text = (ROOT / "LICENSE").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == {"text": "MIT"}
+    assert license_text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in license_text
 
 
 def test_bibliography_has_the_course_references_and_every_citation_resolves():
@@ -83,6 +107,11 @@ def pair(tmp_path):
     return tmp_path / md.name, tmp_path / md.with_suffix(".ipynb").name
 
 
+def problems(pair):
+    md, ipynb = pair
+    return pair_problems(md, ipynb, doc=CHAPTERS[0].relative_to(ROOT).with_suffix("").as_posix())
+
+
 def _edit(ipynb, change):
     nb = nbformat.read(ipynb, as_version=4)
     change(nb)
@@ -93,36 +122,66 @@ def _last_code(nb):
     return [c for c in nb.cells if c.cell_type == "code"][-1]
 
 
-def test_pair_check_catches_edited_code(pair):
+def test_pair_check_catches_code_changed_after_the_outputs(pair):
     md, ipynb = pair
-    assert pair_problems(md, ipynb) == []
+    assert problems(pair) == []
     _edit(ipynb, lambda nb: setattr(_last_code(nb), "source", _last_code(nb).source + "\nprint(1)"))
-    assert any("source" in p for p in pair_problems(md, ipynb))
+    assert any("code changed after the outputs" in p and "executes it again" in p for p in problems(pair))
 
 
-def test_pair_check_catches_edited_text_and_tags(pair):
+def test_pair_check_catches_text_tags_and_set_up_out_of_date(pair):
     md, ipynb = pair
     md.write_text(md.read_text().replace("## What to notice", "## What to see"))
-    assert any("source" in p for p in pair_problems(md, ipynb))
+    assert any("out of date" in p and "without executing" in p for p in problems(pair))
     md.write_text(md.read_text().replace("## What to see", "## What to notice"))
+    assert problems(pair) == []
     _edit(ipynb, lambda nb: _last_code(nb).metadata.setdefault("tags", []).append("nbval-ignore-output"))
-    assert any("tags" in p for p in pair_problems(md, ipynb))
+    assert any("out of date" in p for p in problems(pair))
+    _edit(ipynb, lambda nb: _last_code(nb).metadata["tags"].remove("nbval-ignore-output"))
+    setup = lambda nb: next(c for c in nb.cells if c.cell_type == "code")  # noqa: E731
+    _edit(ipynb, lambda nb: setattr(setup(nb), "source", setup(nb).source.replace("@", "@main#", 1)))
+    assert any("out of date" in p for p in problems(pair))
+
+
+def test_pair_check_wants_a_committed_vaelib_and_the_default_budget(pair):
+    md, ipynb = pair
+    _edit(ipynb, lambda nb: nb.metadata["vaelib"].update(dirty=True))
+    assert any("committed vaelib" in p for p in problems(pair))
+    _edit(ipynb, lambda nb: nb.metadata["vaelib"].update(dirty=False, budget="smoke"))
+    assert any("default budget" in p for p in problems(pair))
 
 
 def test_pair_check_catches_unexecuted_cells_and_leaks(pair):
     md, ipynb = pair
     _edit(ipynb, lambda nb: setattr(_last_code(nb), "execution_count", None))
-    assert any("not executed" in p for p in pair_problems(md, ipynb))
+    assert any("not executed" in p for p in problems(pair))
     _edit(ipynb, lambda nb: setattr(_last_code(nb), "execution_count", 1))
     leak = nbformat.v4.new_output("stream", name="stdout", text="saved to /home/someone/data\n")
     _edit(ipynb, lambda nb: _last_code(nb).outputs.append(leak))
-    assert any("machine path" in p for p in pair_problems(md, ipynb))
+    assert any("machine path" in p for p in problems(pair))
 
 
 def test_pair_check_catches_a_missing_notebook(pair):
     md, ipynb = pair
     ipynb.unlink()
-    assert any("missing" in p for p in pair_problems(md, ipynb))
+    assert any("missing" in p for p in problems(pair))
+
+
+def test_pages_get_the_stored_outputs_and_refuse_other_code(pair):
+    import jupytext
+    from stored_outputs import with_stored_outputs
+
+    md, ipynb = pair
+    stored = nbformat.read(ipynb, as_version=4)
+    page = with_stored_outputs(jupytext.read(md), ipynb)
+    code = [c for c in page.cells if c.cell_type == "code"]
+    stored_code = [c for c in stored.cells if c.cell_type == "code"]
+    assert [c.source for c in code] == [c.source for c in stored_code]  # the set-up cell included
+    assert [c.outputs for c in code] == [c.outputs for c in stored_code]
+    assert any(c.outputs for c in code)
+    md.write_text(md.read_text().replace("```{code-cell} ipython3\n", "```{code-cell} ipython3\nx = 0\n", 1))
+    with pytest.raises(ValueError, match="executed from other code"):
+        with_stored_outputs(jupytext.read(md), ipynb)
 
 
 def test_repeated_page_scripts_are_dropped_once_each():
@@ -131,7 +190,6 @@ def test_repeated_page_scripts_are_dropped_once_each():
     every distinct script, in order."""
     from sphinx.builders.html._assets import _JavaScript
 
-    sys.path.insert(0, str(ROOT / "_ext"))
     from dedupe_scripts import drop_repeated_scripts
 
     thebe = 'const THEBE_JS_URL = "https://example.org/thebe.js"'

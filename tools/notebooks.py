@@ -1,12 +1,25 @@
-"""Keep each chapter's MyST-markdown source and its executed .ipynb in step.
+"""Execute each chapter once, and keep the notebook readers open in step with its source.
 
-    python tools/notebooks.py sync  [book/01_x.md ...]   # md -> executed ipynb (default budget)
-    python tools/notebooks.py check [book/01_x.md ...]   # fail if a pair disagrees
+    python tools/notebooks.py sync  [--force] [--allow-dirty] [book/06_vae.md ...]
+    python tools/notebooks.py check [book/06_vae.md ...]
 
-The markdown file is the source of truth. `sync` converts it with jupytext, runs
-it with nbclient in book/ (as Colab and the book build do) under the *default*
-run budget, and writes book/<name>.ipynb with its outputs. `check` compares the
-code, the text and the cell tags of each pair, and that every code cell ran.
+``book/<chapter>.md`` (MyST markdown, jupytext) is the source of truth. ``book/<chapter>.ipynb``
+is generated from it and is what Colab opens, a JupyterLab user downloads, nbval checks and
+the HTML book shows (``_ext/stored_outputs.py``):
+
+- markdown cells in CommonMark + MathJax (``_ext/colab.py``), figure captions as cells;
+- a first code cell that pip-installs vaelib from ``repository.url`` in ``_config.yml`` at the
+  commit that produced the outputs;
+- the outputs of one execution under the ``default`` run budget.
+
+``sync`` executes a chapter when its code changed since its outputs were made (``--force``:
+always), and otherwise only regenerates the notebook around its stored outputs, in seconds.
+Executing records ``git rev-parse HEAD`` as the vaelib that made the outputs, so ``vaelib/``
+and ``pyproject.toml`` must be committed first (``--allow-dirty`` drafts anyway; ``check``
+then fails until the chapter is executed from a commit).
+
+``check`` fails when a notebook is not what ``sync`` would write: code changed after the
+outputs were made, text or set-up out of date, a cell not executed, an error, a machine path.
 """
 
 from __future__ import annotations
@@ -14,14 +27,22 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
-import jupytext
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
+sys.path.insert(0, str(ROOT / "_ext"))
+from colab import SETUP_TAG, book_index, chapter_code_cells, colab_notebook, is_notebook_text  # noqa: E402
+
+BUDGET = "default"  # every stored output comes from this run budget
+COMMIT = re.compile(r"[0-9a-f]{40}")
 # Outputs must not leak the machine they were made on, nor hide a failure.
 FORBIDDEN_OUTPUT = re.compile(r"(/work/|/root/|/home/|/tmp/|/Users/|Traceback \(most recent call last\))")
 
@@ -34,12 +55,11 @@ def chapters(paths: list[str] | None = None) -> list[Path]:
 
 
 def is_notebook(md: Path) -> bool:
-    head = md.read_text(encoding="utf-8")[:400]
-    return head.startswith("---") and "jupytext:" in head
+    return is_notebook_text(md.read_text(encoding="utf-8")[:400])
 
 
 def cell_signature(nb) -> list[tuple]:
-    """What must agree between a pair: cell kinds, sources, tags and MyST-NB options."""
+    """What must agree between the notebook and its regeneration: kinds, sources, tags, options."""
     sig = []
     for cell in nb.cells:
         meta = {k: cell.metadata[k] for k in ("tags", "mystnb") if k in cell.metadata}
@@ -47,20 +67,56 @@ def cell_signature(nb) -> list[tuple]:
     return sig
 
 
-def pair_problems(md: Path, ipynb: Path) -> list[str]:
-    """Reasons why ``ipynb`` is not an up-to-date executed copy of ``md`` (empty if it is)."""
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def vaelib_provenance(allow_dirty: bool = False) -> dict:
+    """The vaelib that executes the chapters now: HEAD, which must hold the working tree's vaelib."""
+    changed = _git("status", "--porcelain", "--", "vaelib", "pyproject.toml")
+    if changed and not allow_dirty:
+        raise SystemExit(
+            "vaelib/ or pyproject.toml has uncommitted changes:\n" + changed + "\n"
+            "Commit them first: each notebook installs the commit that produced its outputs "
+            "(or pass --allow-dirty for a draft, which `check` rejects)."
+        )
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return {"version": version, "commit": _git("rev-parse", "HEAD"), "dirty": bool(changed), "budget": BUDGET}
+
+
+def code_changed(md: Path, stored) -> bool:
+    """True when the stored outputs were made from other code than the chapter's now."""
+    from jupytext import read
+
+    source = [c.source.strip() for c in read(md).cells if c.cell_type == "code"]
+    return source != [c.source.strip() for c in chapter_code_cells(stored)]
+
+
+def pair_problems(md: Path, ipynb: Path, index=None, doc: str | None = None) -> list[str]:
+    """Reasons why ``ipynb`` is not what ``sync`` would write for ``md`` (empty if it is).
+
+    ``doc``: the page's name in the book, when ``md`` is a copy outside the repository."""
     if not ipynb.exists():
         return [f"{ipynb.name} is missing: run `make notebooks`"]
-    source, stored = cell_signature(jupytext.read(md)), cell_signature(nbformat.read(ipynb, as_version=4))
+    stored = nbformat.read(ipynb, as_version=4)
     problems = []
-    if len(source) != len(stored):
-        problems.append(f"{md.name} has {len(source)} cells but {ipynb.name} has {len(stored)}")
-    for i, (a, b) in enumerate(zip(source, stored)):
-        if a != b:
-            what = "kind" if a[0] != b[0] else "source" if a[1] != b[1] else "tags/metadata"
-            problems.append(f"cell {i} differs in its {what}: {a[1][:60]!r} vs {b[1][:60]!r}")
-    nb = nbformat.read(ipynb, as_version=4)
-    for i, cell in enumerate(nb.cells):
+    prov = stored.metadata.get("vaelib") or {}
+    if not COMMIT.fullmatch(str(prov.get("commit", ""))) or prov.get("dirty") or prov.get("budget") != BUDGET:
+        problems.append(f"{ipynb.name} does not record a committed vaelib and the {BUDGET} budget as what "
+                        f"made its outputs (metadata.vaelib = {prov}): run `make notebooks FORCE=1`")
+        prov = {"commit": "0" * 40, "version": "?"}
+    if code_changed(md, stored):
+        return problems + [f"{md.name}: code changed after the outputs in {ipynb.name} were made: "
+                           f"run `make notebooks` (executes it again)"]
+    expected = colab_notebook(md, prov, index=index, doc=doc)
+    a, b = cell_signature(expected), cell_signature(stored)
+    if a != b:
+        i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        what = f"cell {i}: {a[i][1][:60]!r} vs {b[i][1][:60]!r}" if i < min(len(a), len(b)) else (
+            f"{len(a)} cells expected, {len(b)} stored")
+        problems.append(f"{ipynb.name} is out of date with {md.name} or _config.yml ({what}): "
+                        f"run `make notebooks` (regenerates it without executing)")
+    for i, cell in enumerate(stored.cells):
         if cell.cell_type != "code":
             continue
         if cell.get("execution_count") is None:
@@ -87,49 +143,99 @@ def merge_streams(outputs: list) -> list:
     return merged
 
 
-def sync(md: Path, timeout: int = 1800) -> Path:
+def execute(nb, cwd: Path, timeout: int = 1800) -> None:
+    """Run ``nb`` in a fresh kernel in ``cwd`` under the default budget, whatever the machine."""
     from nbclient import NotebookClient
 
-    nb = jupytext.read(md)
     env_before = dict(os.environ)
     for name in ("CI", "VAELIB_SMOKE"):
         os.environ.pop(name, None)
-    os.environ["VAELIB_BUDGET"] = "default"  # stored outputs show what a CPU reader gets
+    os.environ["VAELIB_BUDGET"] = BUDGET  # stored outputs show what a CPU reader gets
     try:
-        NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", record_timing=False,
-            resources={"metadata": {"path": str(md.parent)}},
-        ).execute()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                       resources={"metadata": {"path": str(cwd)}}).execute()
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i:03d}"  # stable ids keep diffs to what really changed
+    for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = merge_streams(cell.outputs)
-    nb.metadata.pop("jupytext", None)
-    ipynb = md.with_suffix(".ipynb")
-    nbformat.write(nb, ipynb)
-    return ipynb
+
+
+def setup_cells(nb) -> list:
+    return [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+
+
+def regenerate(md: Path, stored, index) -> nbformat.NotebookNode:
+    """The notebook for ``md`` around the outputs and provenance stored in ``stored``."""
+    nb = colab_notebook(md, stored.metadata["vaelib"], index=index)
+    for cell, old in zip(chapter_code_cells(nb), chapter_code_cells(stored)):
+        cell.outputs, cell.execution_count = old.outputs, old.execution_count
+    for cell, old in zip(setup_cells(nb), setup_cells(stored)):
+        cell.outputs, cell.execution_count = old.outputs, old.execution_count
+    for key in ("language_info",):
+        if key in stored.metadata:
+            nb.metadata[key] = stored.metadata[key]
+    return nb
+
+
+def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False) -> int:
+    index = book_index()
+    todo = []
+    for md in mds:
+        ipynb = md.with_suffix(".ipynb")
+        stored = nbformat.read(ipynb, as_version=4) if ipynb.exists() else None
+        fresh = stored is None or force or "vaelib" not in stored.metadata or code_changed(md, stored)
+        todo.append((md, ipynb, stored, fresh))
+    provenance = vaelib_provenance(allow_dirty) if any(fresh for *_, fresh in todo) else None
+    if provenance is not None:
+        shutil.rmtree(BOOK / "runs", ignore_errors=True)  # outputs come from fresh training runs
+    for md, ipynb, stored, fresh in todo:
+        name = md.relative_to(ROOT)
+        if fresh:
+            print(f"{name}: executing (budget {BUDGET}, vaelib {provenance['commit'][:12]}) ...", flush=True)
+            t0 = time.perf_counter()
+            nb = colab_notebook(md, provenance, index=index)
+            execute(nb, md.parent)
+            print(f"{name}: executed in {time.perf_counter() - t0:.0f} s", flush=True)
+        else:
+            nb = regenerate(md, stored, index)
+        before = ipynb.read_text(encoding="utf-8") if ipynb.exists() else None
+        after = nbformat.writes(nb) + "\n"
+        if after != before:
+            ipynb.write_text(after, encoding="utf-8")
+            if not fresh:
+                print(f"{name}: regenerated around its stored outputs")
+        else:
+            print(f"{name}: up to date")
+    return check(mds, index)
+
+
+def check(mds: list[Path], index=None) -> int:
+    index = index or book_index()
+    failed = False
+    for md in mds:
+        problems = pair_problems(md, md.with_suffix(".ipynb"), index)
+        for p in problems:
+            print(f"{md.relative_to(ROOT)}: {p}", file=sys.stderr)
+        failed |= bool(problems)
+    return 1 if failed else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["sync", "check"])
     parser.add_argument("files", nargs="*", help="chapter .md files (default: every notebook in book/)")
+    parser.add_argument("--force", action="store_true", help="execute every chapter given, changed or not")
+    parser.add_argument("--allow-dirty", action="store_true", help="execute with uncommitted vaelib changes (a draft)")
     args = parser.parse_args()
-    failed = False
-    for md in chapters(args.files):
-        if args.command == "sync":
-            print(f"executing {md.relative_to(ROOT)} ...", flush=True)
-            sync(md)
-        problems = pair_problems(md, md.with_suffix(".ipynb"))
-        for p in problems:
-            print(f"{md.relative_to(ROOT)}: {p}", file=sys.stderr)
-        failed |= bool(problems)
-        if not problems:
-            print(f"{md.relative_to(ROOT)}: in step with its .ipynb")
-    return 1 if failed else 0
+    mds = chapters(args.files)
+    if args.command == "sync":
+        return sync(mds, force=args.force, allow_dirty=args.allow_dirty)
+    status = check(mds)
+    if status == 0:
+        print(f"{len(mds)} chapter notebook(s) in step with their sources")
+    return status
 
 
 if __name__ == "__main__":
