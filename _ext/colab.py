@@ -57,7 +57,6 @@ class BookIndex:
 
     base_url: str  # the published book, ending in "/"
     titles: dict[str, str] = field(default_factory=dict)  # docname -> title
-    chapters: dict[str, int] = field(default_factory=dict)  # docname -> chapter number
     labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (docname, title)
     equations: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (docname, "6.1")
     figures: dict[str, list[str]] = field(default_factory=dict)  # docname -> ["6.1", "6.2", ...]
@@ -165,16 +164,13 @@ def book_index(root: Path = ROOT) -> BookIndex:
         index.citations.update(_citation_labels(root / bibfile))
     chapter = 0
     for doc, numbered in toc_docs(toc):
-        if numbered:
-            chapter += 1
-            index.chapters[doc] = chapter
+        chapter += numbered
         prefix = f"{chapter}." if numbered else ""
         source = (root / f"{doc}.md").read_text(encoding="utf-8")
         if is_notebook_text(source):
             nb = jupytext.reads(source, fmt="md:myst")
             text = "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-            captions = [c for c in nb.cells if c.cell_type == "code"
-                        and (c.metadata.get("mystnb") or {}).get("figure", {}).get("caption")]
+            captions = [c for c in nb.cells if c.cell_type == "code" and figure_caption(c)]
             index.figures[doc] = [f"{prefix}{i}" for i in range(1, len(captions) + 1)]
         else:
             text = source

@@ -25,7 +25,6 @@ def index():
     return BookIndex(
         base_url=BASE,
         titles={"book/a": "Chapter A", "book/b": "Chapter B", "book/refs": "Bibliography"},
-        chapters={"book/a": 1, "book/b": 2},
         labels={"sec-x": ("book/b", "A section about $x$")},
         equations={"eq-one": ("book/a", "1.1"), "eq-two": ("book/b", "2.1")},
         citations={"k1": ("Kingma and Welling", "2014"), "k2": ("Rezende *et al.*", "2014"), "d": ("Doersch", "2016")},

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "_ext"))
@@ -124,8 +125,6 @@ def link_problems(ipynb: Path, html_dir: Path, index: BookIndex) -> list[str]:
 def main(html_dir: Path) -> int:
     config = read_config(ROOT)
     index = book_index(ROOT)
-    import yaml
-
     problems, chapters = [], 0
     for doc, _ in toc_docs(yaml.safe_load((ROOT / "_toc.yml").read_text())):
         md, page, ipynb = ROOT / f"{doc}.md", html_dir / f"{doc}.html", ROOT / f"{doc}.ipynb"
