@@ -427,3 +427,18 @@ def colab_notebook(md_path: Path, provenance: dict, root: Path = ROOT,
 def chapter_code_cells(nb) -> list:
     """The code cells that come from the chapter's source (the set-up cell is generated)."""
     return [c for c in nb.cells if c.cell_type == "code" and SETUP_TAG not in c.metadata.get("tags", [])]
+
+
+def setup_cells(nb) -> list:
+    return [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+
+
+def stale_code(source, stored) -> str | None:
+    """Where the code of ``source`` (read from a chapter's .md) differs from the code whose
+    outputs ``stored`` holds, or None when they are the same."""
+    code = [c.source.strip() for c in source.cells if c.cell_type == "code"]
+    kept = [c.source.strip() for c in chapter_code_cells(stored)]
+    changed = [i for i, (a, b) in enumerate(zip(code, kept)) if a != b]
+    if changed:
+        return f"code cell {changed[0] + 1}"
+    return None if len(code) == len(kept) else f"{len(code)} code cells against {len(kept)}"

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 from sphinx.util import logging
 
-from colab import SETUP_TAG, chapter_code_cells
+from colab import chapter_code_cells, setup_cells, stale_code
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +40,15 @@ def with_stored_outputs(nb, stored_path: Path):
     is inserted before the first code cell. Raises ValueError when the code differs.
     """
     stored = nbformat.read(stored_path, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    kept = chapter_code_cells(stored)
-    changed = [i for i, (a, b) in enumerate(zip(code, kept)) if a.source.strip() != b.source.strip()]
-    if len(code) != len(kept) or changed:
-        where = f"code cell {changed[0] + 1}" if changed else f"{len(code)} code cells against {len(kept)}"
+    where = stale_code(nb, stored)
+    if where:
         raise ValueError(f"{stored_path.name} was executed from other code than its source ({where}); "
                          f"run `make notebooks` to execute it again")
-    for cell, out in zip(code, kept):
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell, out in zip(code, chapter_code_cells(stored)):
         cell.outputs = out.outputs
         cell.execution_count = out.execution_count
-    setup = [c for c in stored.cells if SETUP_TAG in c.metadata.get("tags", [])]
+    setup = setup_cells(stored)
     if setup and code:
         at = next(i for i, c in enumerate(nb.cells) if c is code[0])
         nb.cells.insert(at, setup[0])

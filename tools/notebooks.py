@@ -39,7 +39,9 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 sys.path.insert(0, str(ROOT / "_ext"))
-from colab import SETUP_TAG, book_index, chapter_code_cells, colab_notebook, is_notebook_text  # noqa: E402
+from colab import (  # noqa: E402
+    book_index, chapter_code_cells, colab_notebook, is_notebook_text, setup_cells, stale_code,
+)
 
 BUDGET = "default"  # every stored output comes from this run budget
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -88,8 +90,7 @@ def code_changed(md: Path, stored) -> bool:
     """True when the stored outputs were made from other code than the chapter's now."""
     from jupytext import read
 
-    source = [c.source.strip() for c in read(md).cells if c.cell_type == "code"]
-    return source != [c.source.strip() for c in chapter_code_cells(stored)]
+    return stale_code(read(md), stored) is not None
 
 
 def pair_problems(md: Path, ipynb: Path, index=None, doc: str | None = None) -> list[str]:
@@ -162,10 +163,6 @@ def execute(nb, cwd: Path, timeout: int = 1800) -> None:
             cell.outputs = merge_streams(cell.outputs)
 
 
-def setup_cells(nb) -> list:
-    return [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
-
-
 def regenerate(md: Path, stored, index) -> nbformat.NotebookNode:
     """The notebook for ``md`` around the outputs and provenance stored in ``stored``."""
     nb = colab_notebook(md, stored.metadata["vaelib"], index=index)
@@ -173,9 +170,8 @@ def regenerate(md: Path, stored, index) -> nbformat.NotebookNode:
         cell.outputs, cell.execution_count = old.outputs, old.execution_count
     for cell, old in zip(setup_cells(nb), setup_cells(stored)):
         cell.outputs, cell.execution_count = old.outputs, old.execution_count
-    for key in ("language_info",):
-        if key in stored.metadata:
-            nb.metadata[key] = stored.metadata[key]
+    if "language_info" in stored.metadata:  # as the executing kernel reported it
+        nb.metadata.language_info = stored.metadata.language_info
     return nb
 
 
