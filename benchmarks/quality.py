@@ -32,7 +32,7 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train = vaelib.load_mnist("train", binarize="dynamic")
     test = vaelib.load_mnist("test", binarize="static")
-    loss = lambda m, b: -vaelib.elbo(m, b[0]).elbo.mean()  # noqa: E731
+    loss = lambda m, b: vaelib.vae_loss(m, b[0])  # noqa: E731
 
     budget_s, spent, epochs = args.minutes * 60, 0.0, 0
     while epochs == 0 or spent / epochs * (epochs + 1) <= budget_s:  # stop before overrunning

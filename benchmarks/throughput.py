@@ -96,7 +96,7 @@ def main() -> None:
     states = []
     for name, build, run in methods:
         model = build().to(device)
-        optimizer = (vaelib.training.adam(model.parameters(), lr=1e-3) if name.startswith("vaelib")
+        optimizer = (vaelib.loop.adam(model.parameters(), lr=1e-3) if name.startswith("vaelib")
                      else torch.optim.Adam(model.parameters(), lr=1e-3))
         run(model, optimizer)  # warm-up epoch, not timed
         states.append((model, optimizer))

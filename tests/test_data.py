@@ -141,3 +141,16 @@ def test_in_memory_data_subset_to_and_errors():
         InMemoryData(torch.zeros(2, 2), binarize="static")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         next(data.batches(0))
+
+
+def test_fingerprint_tells_datasets_apart():
+    x = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(20)
+    a = InMemoryData(x, y)
+    assert a.fingerprint() == InMemoryData(x.clone(), y.clone()).fingerprint()
+    changed = x.clone()
+    changed[7, 0, 2, 3] += 1e-6
+    others = [InMemoryData(changed, y), InMemoryData(x, y.flip(0)), InMemoryData(x, y, binarize="dynamic"),
+              InMemoryData(1 - x, y), a.subset(slice(0, 19)), InMemoryData(x)]
+    prints = {a.fingerprint()} | {d.fingerprint() for d in others}
+    assert len(prints) == 1 + len(others)

@@ -31,6 +31,16 @@ def test_kl_normal_matches_torch_distributions_on_random_batches():
     assert kl_normal(mu_q, lv_q).shape == (64,)
 
 
+def test_kl_normal_per_dim_matches_univariate_torch_distributions():
+    g = torch.Generator().manual_seed(10)
+    mu_q, mu_p = torch.randn(2, 32, 5, dtype=DT, generator=g).unbind(0)
+    lv_q, lv_p = (2 * torch.randn(2, 32, 5, dtype=DT, generator=g)).unbind(0)
+    expected = D.kl_divergence(D.Normal(mu_q, (0.5 * lv_q).exp()), D.Normal(mu_p, (0.5 * lv_p).exp()))
+    assert torch.allclose(vaelib.kl_normal_per_dim(mu_q, lv_q, mu_p, lv_p), expected, rtol=1e-10, atol=0)
+    standard = D.kl_divergence(D.Normal(mu_q, (0.5 * lv_q).exp()), D.Normal(0.0, 1.0))
+    assert torch.allclose(vaelib.kl_normal_per_dim(mu_q, lv_q), standard, rtol=1e-10, atol=0)
+
+
 def test_kl_normal_broadcasts_p_over_the_batch():
     g = torch.Generator().manual_seed(1)
     mu_q, lv_q = torch.randn(2, 10, 3, dtype=DT, generator=g).unbind(0)

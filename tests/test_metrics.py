@@ -42,9 +42,9 @@ def test_nearest_code_distance_is_scale_free():
 
 def test_interpolation_smoothness_is_one_for_an_even_path_and_large_for_a_jump():
     z_a, z_b = torch.zeros(2, 1), torch.ones(2, 1)
-    linear = vaelib.interpolation_smoothness(lambda z: z.repeat(1, 5), z_a, z_b, steps=10)
+    linear = vaelib.interpolation_smoothness(lambda z: z.expand(*z.shape[:-1], 5), z_a, z_b, steps=10)
     assert torch.allclose(linear, torch.ones(2))
-    jump = vaelib.interpolation_smoothness(lambda z: (z > 0.5).float().repeat(1, 5), z_a, z_b, steps=10)
+    jump = vaelib.interpolation_smoothness(lambda z: (z > 0.5).float().expand(*z.shape[:-1], 5), z_a, z_b, steps=10)
     assert torch.allclose(jump, torch.full((2,), 10.0))  # all change happens in one of 10 steps
     with pytest.raises(ValueError, match="one shape"):
         vaelib.interpolation_smoothness(lambda z: z, z_a, torch.ones(3, 1))

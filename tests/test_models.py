@@ -36,11 +36,33 @@ def test_shapes_and_distributions(model, x):
     assert torch.equal(prior.mu, torch.zeros(3, dtype=prior.mu.dtype))
 
 
-def test_log_bernoulli_matches_torch_distributions(model, x):
-    logits = model.decode(model.encode(x).mu)
-    expected = D.Independent(D.Bernoulli(logits=logits), 3).log_prob(x)
-    assert torch.allclose(vaelib.log_bernoulli(x, logits), expected, rtol=1e-10)
-    assert torch.allclose(model.p_x(model.encode(x).mu).log_prob(x), expected, rtol=1e-10)
+def test_bernoulli_log_likelihood_matches_torch_distributions(model, x):
+    z = model.encode(x).mu
+    expected = D.Independent(D.Bernoulli(logits=model.decode(z)), 3).log_prob(x)
+    assert torch.allclose(model.log_likelihood(x, model.decode(z)), expected, rtol=1e-10)
+    assert torch.allclose(model.p_x(z).log_prob(x), expected, rtol=1e-10)
+    # sample dimensions in front broadcast against the images: (S, N, ...) -> (S, N)
+    zs = torch.stack([z, 2 * z])
+    both = model.log_likelihood(x, model.decode(zs))
+    assert both.shape == (2, 5) and torch.allclose(both[1], model.log_likelihood(x, model.decode(2 * z)))
+
+
+def test_decode_keeps_leading_dimensions_and_decode_mean_is_the_mean(model):
+    z = torch.randn(4, 6, 3, dtype=DT, generator=torch.Generator().manual_seed(3))
+    out = model.decode(z)
+    assert out.shape == (4, 6, 1, 4, 4)
+    assert torch.allclose(out[2], model.decode(z[2]), rtol=0, atol=1e-12)  # row by row, the same decoder
+    mean = model.decode_mean(z)
+    assert torch.allclose(mean, D.Bernoulli(logits=out).mean) and not mean.requires_grad
+    assert model.decode(z[0, 0]).shape == (1, 4, 4)
+
+
+def test_code_is_the_posterior_mean_and_reconstruction_uses_it(model, x):
+    q = model.encode(x)
+    assert torch.equal(model.code(x), q.mu.detach())
+    assert torch.allclose(model.reconstruct(x), torch.sigmoid(model.decoder(q.mu)).detach())
+    expected = -D.Independent(D.Bernoulli(logits=model.decoder(q.mu)), 3).log_prob(x)
+    assert torch.allclose(model.reconstruction_loss(x), expected)
 
 
 def test_elbo_terms_and_their_relation(model, x):
@@ -69,7 +91,7 @@ def test_bad_inputs_are_explained(model, x):
         model.encode(x.view(5, 16))
     with pytest.raises(ValueError, match=r"pixel values must lie in \[0, 1\], got \[0, 255\]"):
         model.encode(x * 255)
-    with pytest.raises(ValueError, match=r"z must be \(N, 3\)"):
+    with pytest.raises(ValueError, match=r"z must be \(\.\.\., 3\)"):
         model.decode(torch.zeros(5, 4, dtype=DT))
     with pytest.raises(ValueError, match="n_samples must be >= 1"):
         vaelib.elbo(model, x, n_samples=0)
@@ -119,10 +141,18 @@ def test_vae_and_autoencoder_share_an_architecture_exactly():
 
 
 def test_autoencoder_loss_is_binary_cross_entropy(x):
+    # a decoder whose last layer ignores the code and outputs the logit b for every pixel:
+    # then -log p(x | z) = -sum_i [x_i log sigmoid(b) + (1 - x_i) log(1 - sigmoid(b))], by hand
     ae = vaelib.Autoencoder(latent_dim=2, hidden=(8,), image_shape=(1, 4, 4)).double()
-    logits = ae.decode(ae.encode(x))
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
-    assert torch.allclose(ae.loss(x), bce)
+    last = ae.decoder[0][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(0.7)
+    p = 1 / (1 + math.exp(-0.7))
+    ones = x.flatten(1).sum(1)
+    by_hand = -(ones * math.log(p) + (16 - ones) * math.log(1 - p))
+    assert torch.allclose(ae.reconstruction_loss(x), by_hand, rtol=1e-12)
+    assert torch.equal(ae.code(x), ae.encode(x).detach())
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "continuous_bernoulli"])
@@ -143,8 +173,11 @@ def test_grey_level_likelihoods_are_normalised_densities(likelihood):
 
 def test_continuous_bernoulli_mean_is_not_its_parameter():
     model = vaelib.VAE(latent_dim=1, hidden=(4,), image_shape=(1, 1, 1), likelihood="continuous_bernoulli")
+    with torch.no_grad():  # the decoder's output logit is 2 whatever the code
+        model.decoder[0][-1].weight.zero_()
+        model.decoder[0][-1].bias.fill_(2.0)
     lam = torch.sigmoid(torch.tensor([[[[2.0]]]]))
-    mean = model.mean_image(torch.tensor([[[[2.0]]]]))
+    mean = model.decode_mean(torch.zeros(1, 1))
     # E[x] = lam / (2 lam - 1) + 1 / (2 artanh(1 - 2 lam)) for the continuous Bernoulli
     expected = lam / (2 * lam - 1) + 1 / (2 * torch.atanh(1 - 2 * lam))
     assert torch.allclose(mean, expected, rtol=1e-5) and not torch.allclose(mean, lam, rtol=1e-2)

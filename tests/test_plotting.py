@@ -75,3 +75,15 @@ def test_version_comes_from_the_package_metadata():
 
     pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert vaelib.__version__ == importlib.metadata.version("vaelib") == pyproject["project"]["version"]
+
+
+def test_plot_codes_draws_labelled_codes():
+    codes, labels = torch.randn(50, 2), torch.arange(50) % 10
+    fig, ax = plt.subplots()
+    scatter = vaelib.plot_codes(codes, labels, ax=ax, title="codes", circles=(1, 2))
+    assert torch.allclose(torch.as_tensor(scatter.get_offsets().data).float(), codes)
+    assert ax.get_title() == "codes" and ax.get_xlabel() == "$z_1$" and ax.get_ylabel() == "$z_2$"
+    assert len(ax.patches) == 2 and len(fig.axes) == 2  # two circles; the colour bar's axes
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"codes must be \(N, 2\)"):
+        vaelib.plot_codes(torch.randn(5, 3), torch.zeros(5), title="x")

@@ -4,9 +4,6 @@ Every public name is listed in ``__all__`` below (and in the README); chapters
 import nothing else.
 """
 
-from importlib import metadata as _metadata
-
-from .bounds import ELBOTerms, elbo, evaluate_bounds, iwae_bound, kl_per_dimension, log_bernoulli, vae_loss
 from .data import (
     DATA_ENV,
     DatasetNotFoundError,
@@ -15,9 +12,8 @@ from .data import (
     load_fashion_mnist,
     load_mnist,
 )
-from .diagnostics import active_units, latent_statistics
 from .device import RunBudget, get_device, run_budget, seed_everything
-from .divergences import fit_gaussian, kl_categorical, kl_grid, kl_mvn, kl_normal, mc_kl
+from .divergences import fit_gaussian, kl_categorical, kl_grid, kl_mvn, kl_normal, kl_normal_per_dim, mc_kl
 from .estimators import (
     GradientStats,
     elbo_surrogate,
@@ -27,23 +23,15 @@ from .estimators import (
     quadratic_cost_variances,
     score_function_grad,
 )
-from .latent import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
-from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
-from .plotting import Table, image_grid, plot_history, show_images
+from .latent_space import active_units, interpolate, latent_grid, latent_statistics
+from .loop import LinearAnnealing, NonFiniteLossError, evaluate, fit
 from .metrics import classifier_confidence, interpolation_smoothness, nearest_code_distance
-from .training import (
-    LinearAnnealing,
-    NonFiniteLossError,
-    evaluate,
-    fit,
-    train_mnist_classifier,
-    train_mnist_model,
-)
-
-try:  # the installed distribution's version (pyproject.toml), so the two cannot disagree
-    __version__ = _metadata.version("vaelib")
-except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
+from .objectives import ELBOTerms, elbo, evaluate_bounds, iwae_bound, vae_loss
+from .plotting import Table, image_grid, plot_codes, plot_history, show_images
+from .recipes import RUNS_ENV, runs_dir, train_mnist_classifier, train_mnist_model
+from .tractable import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
+from .version import __version__
 
 __all__ = [
     # device.py: where and how much to run
@@ -58,21 +46,25 @@ __all__ = [
     "DATA_ENV",
     "InMemoryData",
     "DatasetNotFoundError",
-    # training.py: one loop for every model
+    # loop.py: one training loop for every model
     "fit",
     "evaluate",
-    "train_mnist_model",
-    "train_mnist_classifier",
     "LinearAnnealing",
     "NonFiniteLossError",
+    # recipes.py: the course's trained models, cached by their whole configuration
+    "train_mnist_model",
+    "train_mnist_classifier",
+    "runs_dir",
+    "RUNS_ENV",
     # divergences.py: KL divergences (Chapter 2)
     "kl_normal",
+    "kl_normal_per_dim",
     "kl_mvn",
     "kl_categorical",
     "mc_kl",
     "kl_grid",
     "fit_gaussian",
-    # latent.py: tractable latent-variable models (Chapters 1 and 3)
+    # tractable.py: latent-variable models with exact answers (Chapters 1 and 3)
     "log_normal",
     "GaussianMixture1D",
     "ScalarLatentModel",
@@ -91,17 +83,17 @@ __all__ = [
     "DiagonalNormal",
     "save_model",
     "load_model",
-    # bounds.py: bounds on log p(x)
+    # objectives.py: what a VAE is trained on and judged by
     "elbo",
     "ELBOTerms",
+    "vae_loss",
     "iwae_bound",
     "evaluate_bounds",
-    "vae_loss",
-    "kl_per_dimension",
-    # diagnostics.py: what the latent space is used for (Chapter 8)
+    # latent_space.py: walking the code space, and what it is used for (Chapters 5 to 8)
+    "interpolate",
+    "latent_grid",
     "latent_statistics",
     "active_units",
-    "log_bernoulli",
     # metrics.py: comparing generative models (Chapter 7)
     "classifier_confidence",
     "nearest_code_distance",
@@ -109,6 +101,7 @@ __all__ = [
     # plotting.py: shared figures and tables
     "image_grid",
     "show_images",
+    "plot_codes",
     "plot_history",
     "Table",
 ]

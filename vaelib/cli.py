@@ -16,19 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
-from .bounds import elbo, evaluate_bounds
 from .data import DatasetNotFoundError, load_mnist
 from .device import get_device, run_budget, seed_everything
+from .loop import NonFiniteLossError, evaluate
 from .models import ARCHS, VAE, load_model, save_model
-from .training import NonFiniteLossError, evaluate, train_mnist_model
-
-
-def _loss(model):
-    if isinstance(model, VAE):
-        return lambda m, batch: -elbo(m, batch[0]).elbo.mean()
-    return lambda m, batch: m.loss(batch[0]).mean()
+from .objectives import evaluate_bounds
+from .recipes import train_mnist_model
 
 
 def _binarize(model) -> str | None:
@@ -48,7 +42,7 @@ def train(args) -> dict:
     model, history = train_mnist_model(
         args.model, args.latent_dim, epochs=epochs, arch=args.arch, hidden=args.hidden,
         batch_size=args.batch_size, lr=args.lr, limit=limit, seed=args.seed, device=device,
-        checkpoint_dir=out.parent / (out.name + ".runs"), data_root=args.data)  # an interrupted run resumes
+        runs=out.parent / (out.name + ".runs"), data_root=args.data)  # an interrupted run resumes
     save_model(model.cpu(), out)
     return {"saved": str(out), "model": args.model, "arch": args.arch, "latent_dim": args.latent_dim,
             "epochs": epochs, "train_loss": history["loss"][-1] if history else None,
@@ -71,8 +65,9 @@ def evaluate_checkpoint(args) -> dict:
         result.update(test_elbo=bounds["elbo"], test_elbo_se=bounds["elbo_se"],
                       test_nll=bounds["nll"], test_nll_se=bounds["nll_se"], k=k, n=bounds["n"])
     else:
-        result.update(test_recon_loss=evaluate(model, _loss(model), data, batch_size=args.batch_size)["loss"],
-                      n=len(data))
+        loss = evaluate(model, lambda m, batch: m.reconstruction_loss(batch[0]).mean(), data,
+                        batch_size=args.batch_size)["loss"]
+        result.update(test_recon_loss=loss, n=len(data))
     return result
 
 

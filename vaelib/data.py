@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import math
 import os
@@ -110,6 +111,15 @@ class InMemoryData:
             index = torch.as_tensor(index, dtype=torch.long, device=self.device)
         y = None if self.y is None else self.y[index]
         return InMemoryData(self.x[index], y, binarize=self.binarize, classes=self.classes, name=self.name)
+
+    def fingerprint(self) -> str:
+        """A short hash of the stored images, labels and binarisation mode: two datasets with the
+        same fingerprint hold the same examples in the same order (used to key cached runs)."""
+        h = hashlib.sha256(f"{tuple(self.x.shape)} {self.x.dtype} {self.binarize}".encode())
+        h.update(self.x.detach().cpu().contiguous().numpy().tobytes())
+        if self.y is not None:
+            h.update(self.y.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def to(self, device: torch.device | str) -> "InMemoryData":
         """A copy on ``device`` (the same object if it is already there)."""

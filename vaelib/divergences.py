@@ -22,34 +22,29 @@ def _check_pair(mu: torch.Tensor, second: torch.Tensor, names: str) -> None:
         raise ValueError(f"{names.split(' and ')[0]} must have a last (event) dimension, got a scalar")
 
 
-def kl_normal(
+def kl_normal_per_dim(
     mu_q: torch.Tensor,
     logvar_q: torch.Tensor,
     mu_p: torch.Tensor | None = None,
     logvar_p: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """KL(q || p) between diagonal Gaussians given means and log-variances (nats).
+    """KL(q_j || p_j) for each dimension j of two diagonal Gaussians (nats), ``(..., d)``.
 
-    q = N(mu_q, diag(exp(logvar_q))), p = N(mu_p, diag(exp(logvar_p))); p defaults
-    to the standard normal N(0, I). Per dimension,
+    q = N(mu_q, diag(exp(logvar_q))), p = N(mu_p, diag(exp(logvar_p))); p defaults to the
+    standard normal N(0, I). Per dimension,
 
-        KL = 1/2 [logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1],
-
-    summed over the last dimension.
+        KL_j = 1/2 [logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1].
 
     Args:
         mu_q, logvar_q: ``(..., d)``, the same shape.
         mu_p, logvar_p: ``(..., d)``, the same shape as each other and broadcastable with q.
-
-    Returns:
-        ``(...)``: one KL per batch element.
     """
     _check_pair(mu_q, logvar_q, "mu_q and logvar_q")
     if (mu_p is None) != (logvar_p is None):
         raise ValueError("give both mu_p and logvar_p, or neither (for the standard normal)")
     if mu_p is None:
         # the standard-normal case, written out: the most used line of the course
-        return 0.5 * (logvar_q.exp() + mu_q.pow(2) - 1.0 - logvar_q).sum(-1)
+        return 0.5 * (logvar_q.exp() + mu_q.pow(2) - 1.0 - logvar_q)
     _check_pair(mu_p, logvar_p, "mu_p and logvar_p")
     try:
         torch.broadcast_shapes(mu_q.shape, mu_p.shape)
@@ -59,7 +54,19 @@ def kl_normal(
         ) from None
     if mu_q.shape[-1] != mu_p.shape[-1]:
         raise ValueError(f"q and p have different dimensions: {mu_q.shape[-1]} and {mu_p.shape[-1]}")
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0)
+
+
+def kl_normal(
+    mu_q: torch.Tensor,
+    logvar_q: torch.Tensor,
+    mu_p: torch.Tensor | None = None,
+    logvar_p: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL(q || p) between diagonal Gaussians given means and log-variances (nats): the sum over
+    the last dimension of `kl_normal_per_dim`. Shapes as there; returns ``(...)``, one KL per
+    batch element."""
+    return kl_normal_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(-1)
 
 
 def _check_scale_tril(name: str, mu: torch.Tensor, L: torch.Tensor) -> None:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .bounds import _decode_samples, elbo
+from .objectives import elbo
 from .divergences import kl_normal
 
 Cost = Callable[[torch.Tensor], torch.Tensor]
@@ -174,7 +174,7 @@ def elbo_surrogate(
         raise ValueError(f"estimator must be 'pathwise' or 'score', got {estimator!r}")
     q = model.encode(x)
     z = q.sample((n_samples,))  # (S, N, d), no gradient path to the encoder
-    log_lik = model.log_likelihood(x, _decode_samples(model, z))  # (S, N): reaches the decoder only
+    log_lik = model.log_likelihood(x, model.decode(z))  # (S, N): reaches the decoder only
     if baseline is None:
         b = 0.0
     elif baseline == "loo":

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .latent_space import interpolate
+
 
 @torch.no_grad()
 def classifier_confidence(classifier: nn.Module, images: torch.Tensor, threshold: float = 0.9) -> dict:
@@ -52,15 +54,14 @@ def interpolation_smoothness(decode: Callable[[torch.Tensor], torch.Tensor], z_a
                              z_b: torch.Tensor, steps: int = 20) -> torch.Tensor:
     """Largest step over mean step along decoded straight lines from ``z_a`` to ``z_b``.
 
-    ``z_a``, ``z_b``: ``(P, d)`` pairs of codes; ``decode`` maps ``(M, d)`` to images. Each path
-    is decoded at ``steps + 1`` evenly spaced points; a step is the Euclidean distance
-    between consecutive images. Returns ``(P,)``: 1 for a path that changes evenly, large
-    for one that jumps.
+    ``z_a``, ``z_b``: ``(P, d)`` pairs of codes; ``decode`` maps codes ``(..., d)`` to images
+    ``(..., *image_shape)`` (a model's ``decode_mean``). Each path is decoded at ``steps + 1``
+    evenly spaced points (`interpolate`); a step is the Euclidean distance between consecutive
+    images. Returns ``(P,)``: 1 for a path that changes evenly, large for one that jumps.
     """
     if z_a.shape != z_b.shape or z_a.dim() != 2:
         raise ValueError(f"z_a and z_b must be (P, d) of one shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
-    t = torch.linspace(0, 1, steps + 1, device=z_a.device, dtype=z_a.dtype)[:, None, None]
-    path = (1 - t) * z_a + t * z_b  # (T, P, d)
-    images = decode(path.flatten(0, 1)).flatten(1).unflatten(0, path.shape[:2])  # (T, P, pixels)
-    step = (images[1:] - images[:-1]).norm(dim=-1)  # (T - 1, P)
-    return step.max(0).values / step.mean(0).clamp(min=1e-12)
+    path = interpolate(z_a, z_b, steps + 1)  # (P, T, d)
+    images = decode(path).flatten(2)  # (P, T, pixels)
+    step = (images[:, 1:] - images[:, :-1]).norm(dim=-1)  # (P, T - 1)
+    return step.max(1).values / step.mean(1).clamp(min=1e-12)

@@ -10,7 +10,6 @@ architecture exactly.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
+
+from .checkpoint import atomic_save, load
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
@@ -126,16 +127,40 @@ class _ImageModel(nn.Module):
         return {"latent_dim": self.latent_dim, "arch": self.arch, "hidden": list(self.hidden),
                 "image_shape": list(self.image_shape), "likelihood": self.likelihood}
 
+    @torch.no_grad()
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """The deterministic code of each image, ``(N, d)``: the encoder's output for the
+        autoencoder, the posterior mean mu(x) for the VAE. Without gradients: for looking at."""
+        return self._code(x)
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(N, *image_shape)`` with values in [0, 1]."""
         _check_images(x, self.image_shape)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's per-pixel output, ``(N, *image_shape)``: Bernoulli or continuous-Bernoulli
-        logits, or Gaussian means."""
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}")
-        return self.decoder(z)
+        """The decoder's per-pixel output for codes ``z (..., d)``: ``(..., *image_shape)``,
+        Bernoulli or continuous-Bernoulli logits, or Gaussian means. Any leading dimensions
+        (samples, batch, a grid) are kept."""
+        if z.dim() < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must be (..., {self.latent_dim}), got {tuple(z.shape)}")
+        out = self.decoder(z.reshape(-1, self.latent_dim))
+        return out.reshape(*z.shape[:-1], *self.image_shape)
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean image of p(x | z) for codes ``z (..., d)``: ``(..., *image_shape)`` in [0, 1]
+        (for the Gaussian decoder, its unclamped mean). Without gradients: for looking at."""
+        return self._mean(self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean image of p(x | z) at the deterministic code z = `code` (x), ``(N, *image_shape)``."""
+        return self.decode_mean(self.code(x))
+
+    def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) at the deterministic code z = `code` (x), per image, ``(N,)`` in nats: the
+        autoencoder's training loss, and a VAE's reconstruction error at its posterior mean."""
+        return -self.log_likelihood(x, self.decode(self._code(x)))
 
     def p_x(self, z: torch.Tensor) -> D.Distribution:
         """p(x | z) as a distribution over whole images (pixels independent)."""
@@ -159,8 +184,8 @@ class _ImageModel(nn.Module):
             per_pixel = D.Normal(out, self.log_scale.exp(), validate_args=False).log_prob(x)
         return per_pixel.flatten(-len(self.image_shape)).sum(-1)
 
-    def mean_image(self, out: torch.Tensor) -> torch.Tensor:
-        """The mean of p(x | z) from decoder outputs: what `sample` and `reconstruct` show."""
+    def _mean(self, out: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x | z) from decoder outputs."""
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out)
         if self.likelihood == "continuous_bernoulli":
@@ -171,7 +196,7 @@ class _ImageModel(nn.Module):
 class Autoencoder(_ImageModel):
     """A deterministic bottleneck autoencoder: z = encoder(x), x_hat = decoder(z).
 
-    Trained by minimising the reconstruction loss -log p(x | decoder(encoder(x))) (binary
+    Trained by minimising `reconstruction_loss`, -log p(x | decoder(encoder(x))) (binary
     cross-entropy for the default Bernoulli output). It has no prior and no posterior.
 
     Args:
@@ -194,14 +219,8 @@ class Autoencoder(_ImageModel):
         self.check_input(x)
         return self.encoder(x)
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-example reconstruction loss -log p(x | decoder(encoder(x))), ``(N,)`` in nats."""
-        return -self.log_likelihood(x, self.decode(self.encode(x)))
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstructions in [0, 1], ``(N, *image_shape)``."""
-        return self.mean_image(self.decode(self.encode(x)))
+    def _code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
 
 
 class VAE(_ImageModel):
@@ -240,24 +259,19 @@ class VAE(_ImageModel):
         zeros = torch.zeros(self.latent_dim, device=p.device, dtype=p.dtype)
         return DiagonalNormal(zeros, zeros)
 
+    def _code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x).mu
+
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         """Means of p(x | z) for ``n`` codes z ~ p(z): ``(n, *image_shape)``."""
-        return self.mean_image(self.decode(self.prior().sample((n,))))
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Means of p(x | z) at the posterior mean z = mu(x)."""
-        return self.mean_image(self.decode(self.encode(x).mu))
+        return self.decode_mean(self.prior().sample((n,)))
 
 
 def save_model(model: _ImageModel, path: str | Path) -> Path:
     """Save weights and configuration; `load_model` rebuilds the model from the file alone."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": MODEL_FORMAT, "kind": model.kind, "config": model.config,
-                "state": model.state_dict()}, path)
-    return path
+    return atomic_save({"format": MODEL_FORMAT, "kind": model.kind, "config": model.config,
+                        "state": model.state_dict()}, path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _ImageModel:
@@ -265,12 +279,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _I
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}; train one with `python -m vaelib train --out {path}`")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read {path} as a checkpoint: {err}") from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`)")
+    payload = load(path, MODEL_FORMAT, "a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`)",
+                   map_location=map_location)
     cls = {"ae": Autoencoder, "vae": VAE}.get(payload.get("kind"))
     if cls is None:
         raise ValueError(f"{path} holds an unknown model kind {payload.get('kind')!r}")

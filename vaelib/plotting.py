@@ -65,6 +65,36 @@ def show_images(
     return ax
 
 
+def plot_codes(
+    codes: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    title: str,
+    ax: plt.Axes | None = None,
+    circles: Sequence[float] = (),
+    colorbar: bool = True,
+    size: float = 3,
+):
+    """Scatter 2-D codes ``(N, 2)`` coloured by their digit ``labels`` ``(N,)``, on equal axes z_1, z_2.
+
+    ``circles``: radii of dashed circles about the origin (the prior's standard-deviation
+    contours). With ``colorbar``, a digit colour bar is drawn beside ``ax``. Returns the
+    scatter (a matplotlib ``PathCollection``), for a colour bar shared by several axes.
+    """
+    codes, labels = torch.as_tensor(codes).detach().cpu(), torch.as_tensor(labels).detach().cpu()
+    if codes.dim() != 2 or codes.shape[1] != 2 or labels.shape != codes.shape[:1]:
+        raise ValueError(f"codes must be (N, 2) and labels (N,), got {tuple(codes.shape)} and {tuple(labels.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 5.4))
+    scatter = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=size, vmin=-0.5, vmax=9.5)
+    for r in circles:
+        ax.add_patch(plt.Circle((0, 0), r, fill=False, ls="--", color="grey"))
+    if colorbar:
+        ax.figure.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
+    ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$", aspect="equal")
+    return scatter
+
+
 def plot_history(
     history: dict,
     keys: Sequence[str] | None = None,

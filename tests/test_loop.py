@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import vaelib
-from vaelib import InMemoryData, NonFiniteLossError
+from vaelib import InMemoryData, LinearAnnealing, NonFiniteLossError
 
 
 def regression_data(n=256, seed=0):
@@ -61,7 +61,7 @@ def test_evaluate_weights_batches_by_size():
 
 def test_fit_uses_get_device_by_default(monkeypatch):
     calls = []
-    monkeypatch.setattr(vaelib.training, "get_device", lambda: calls.append(1) or torch.device("cpu"))
+    monkeypatch.setattr(vaelib.loop, "get_device", lambda: calls.append(1) or torch.device("cpu"))
     train, _ = regression_data(32)
     vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, progress=False)
     assert calls == [1]
@@ -127,6 +127,46 @@ def test_checkpoint_for_another_model_is_refused(tmp_path):
         vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", checkpoint=junk, progress=False)
 
 
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    train, _ = regression_data(32)
+    path = tmp_path / "c.pt"
+    run = dict(epochs=1, device="cpu", checkpoint=path, progress=False)
+    vaelib.fit(nn.Linear(3, 1), mse, train, config={"loss": "mse", "lr": 0.1}, **run)
+    h = vaelib.fit(nn.Linear(3, 1), mse, train, config={"loss": "mse", "lr": 0.1}, **{**run, "epochs": 2})
+    assert h["epoch"] == [1, 2]  # the same configuration resumes
+    with pytest.raises(ValueError, match=r"another configuration \(lr: 0\.1 there, 0\.2 here\)"):
+        vaelib.fit(nn.Linear(3, 1), mse, train, config={"loss": "mse", "lr": 0.2}, **{**run, "epochs": 3})
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    # a save that dies half-way leaves the previous checkpoint whole and no temporary file behind
+    train, _ = regression_data(32)
+    path = tmp_path / "c.pt"
+    vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", checkpoint=path, progress=False)
+    good = path.read_bytes()
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        vaelib.fit(nn.Linear(3, 1), mse, train, epochs=2, device="cpu", checkpoint=path, progress=False)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert path.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+def test_batches_move_any_data_to_the_device_in_order():
+    x = torch.arange(10.0).view(10, 1)
+    memory = list(vaelib.loop.batches(InMemoryData(x, torch.arange(10)), 4, "cpu"))
+    loader = list(vaelib.loop.batches(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=4),
+                                      4, "cpu"))
+    assert [len(b[0]) for b in memory] == [len(b[0]) for b in loader] == [4, 4, 2]
+    assert torch.equal(torch.cat([b[0] for b in memory]), x) and torch.equal(torch.cat([b[0] for b in loader]), x)
+    assert all(b[0].device.type == "cpu" for b in memory)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path):
     train, _ = regression_data(64)  # 4 batches of 16 per epoch
     model = nn.Linear(3, 1)
@@ -177,3 +217,29 @@ def test_bad_loss_and_arguments_are_explained():
     with pytest.raises(ValueError, match="training data is empty"):
         vaelib.fit(nn.Linear(3, 1), mse, InMemoryData(torch.zeros(0, 3), torch.zeros(0, 1)), epochs=1,
                    device="cpu", progress=False)
+
+
+def test_linear_annealing_values():
+    a = LinearAnnealing(steps=10, start=0.0, end=1.0)
+    assert [a.at(s) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
+    a(3)
+    assert a.value == pytest.approx(0.3)
+    assert LinearAnnealing(4, start=2.0, end=0.0).at(1) == 1.5
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        LinearAnnealing(0)
+
+
+def test_fit_counts_steps_across_epochs_and_resumes(tmp_path):
+    data = InMemoryData(torch.randn(20, 2), torch.randn(20, 1))  # 5 batches of 4
+
+    def run(epochs, checkpoint, seen):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        vaelib.fit(model, lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), data, epochs=epochs, batch_size=4,
+                   device="cpu", checkpoint=checkpoint, on_step=seen.append, progress=False)
+
+    straight, first, second = [], [], []
+    run(3, None, straight)
+    run(2, tmp_path / "c.pt", first)
+    run(3, tmp_path / "c.pt", second)
+    assert straight == list(range(15)) and first + second == straight

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import vaelib
+from fakes import FakeVAE
 from vaelib import VAE
 
 DT = torch.float64
@@ -93,3 +94,46 @@ def test_bound_arguments_are_checked(tiny):
         vaelib.iwae_bound(model, x, k=0)
     with pytest.raises(ValueError, match="n_samples must be >= 1"):
         vaelib.elbo(model, x, n_samples=0)
+
+
+def test_free_bits_clamp_each_dimension_and_stop_its_gradient():
+    mu = torch.tensor([[2.0, 0.1, 0.0]], dtype=DT)  # KLs 2.0, 0.005, 0
+    model = FakeVAE(mu, torch.zeros(1, 3, dtype=DT))
+    x = torch.zeros(1, 1, 1, 1, dtype=DT)
+    loss = vaelib.vae_loss(model, x, free_bits=0.5)
+    assert loss.item() == pytest.approx(2.0 + 0.5 + 0.5)
+    loss.backward()
+    assert model.mu.grad[0, 0] == pytest.approx(2.0) and model.mu.grad[0, 1:].abs().max() == 0
+    assert vaelib.vae_loss(model, x).item() == pytest.approx(2.0 + 0.005)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        vaelib.vae_loss(model, x, beta=-1)
+
+
+def test_vae_loss_is_the_negative_mean_elbo():
+    torch.manual_seed(1)
+    model = vaelib.VAE(latent_dim=3, hidden=(8,), image_shape=(1, 3, 3)).double()
+    x = torch.bernoulli(torch.full((5, 1, 3, 3), 0.5, dtype=DT))
+    torch.manual_seed(2)
+    a = vaelib.vae_loss(model, x, beta=2.0)
+    torch.manual_seed(2)
+    b = -vaelib.elbo(model, x, beta=2.0).elbo.mean()
+    assert torch.allclose(a, b)
+
+
+def test_mean_over_pixels_with_summed_kl_is_beta_784():
+    torch.manual_seed(3)
+    model = vaelib.VAE(latent_dim=4, hidden=(16,))
+    x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    torch.manual_seed(4)
+    t = vaelib.elbo(model, x)
+    mean_sum = -(t.recon / 784 - t.kl).mean()  # the mistake: pixels averaged, KL summed
+    g1 = grads(mean_sum)
+    torch.manual_seed(4)
+    g2 = grads(vaelib.vae_loss(model, x, beta=784.0))
+    assert torch.allclose(784 * g1, g2, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,121 @@
+"""The run cache of vaelib.recipes: one file per complete configuration, never a wrong model."""
+
+import shutil
+
+import pytest
+import torch
+
+import vaelib
+from vaelib import recipes
+
+BASE = dict(kind="vae", latent_dim=2, hidden=(16,), epochs=1, limit=256, device="cpu", progress=False)
+
+# one change of each field of the configuration, all else as in BASE
+VARIANTS = {
+    "kind": dict(kind="ae"),
+    "latent_dim": dict(latent_dim=3),
+    "arch": dict(arch="conv", hidden=(4, 8)),
+    "hidden": dict(hidden=(24,)),
+    "likelihood": dict(likelihood="continuous_bernoulli"),
+    "beta": dict(beta=2.0),
+    "free_bits": dict(free_bits=0.25),
+    "kl_warmup_steps": dict(kl_warmup_steps=2),
+    "dataset": dict(dataset="fashion_mnist"),
+    "binarize": dict(binarize="static"),
+    "limit": dict(limit=128),
+    "batch_size": dict(batch_size=64),
+    "lr": dict(lr=1.0001e-3),  # prints as 0.001 with :g; the cache must still tell them apart
+    "seed": dict(seed=1),
+}
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    model, history = vaelib.train_mnist_model(**BASE, runs=runs)
+    return runs, model, history
+
+
+def test_the_same_call_loads_the_run_without_training(base_run):
+    runs, model, history = base_run
+    (path,) = runs.iterdir()
+    again, history_again = vaelib.train_mnist_model(**BASE, runs=runs)
+    assert list(runs.iterdir()) == [path]
+    assert torch.equal(weights(again), weights(model)) and history_again == history
+
+
+@pytest.mark.parametrize("field", sorted(VARIANTS))
+def test_changing_any_one_field_trains_a_new_run(base_run, tmp_path, field):
+    runs, model, _ = base_run
+    local = tmp_path / "runs"
+    shutil.copytree(runs, local)
+    before = set(local.iterdir())
+    variant, _ = vaelib.train_mnist_model(**{**BASE, **VARIANTS[field]}, runs=local)
+    new = set(local.iterdir()) - before
+    assert len(new) == 1, f"changing {field} did not give a run of its own"
+    if sum(p.numel() for p in variant.parameters()) == sum(p.numel() for p in model.parameters()):
+        assert not torch.equal(weights(variant), weights(model)), f"changing {field} returned the stored model"
+
+
+def test_a_new_vaelib_version_is_a_new_run(base_run, tmp_path, monkeypatch):
+    runs, _, _ = base_run
+    local = tmp_path / "runs"
+    shutil.copytree(runs, local)
+    monkeypatch.setattr(recipes, "__version__", "999.0")
+    vaelib.train_mnist_model(**BASE, runs=local)
+    assert len(list(local.iterdir())) == 2
+
+
+def test_a_stored_run_of_another_configuration_is_never_returned(base_run, tmp_path):
+    # put the base run's file where the beta = 2 run lives: the recipe must refuse it, not load it
+    runs, _, _ = base_run
+    probe = tmp_path / "probe"
+    vaelib.train_mnist_model(**{**BASE, "beta": 2.0}, runs=probe)
+    (target,) = probe.iterdir()
+    shutil.copy(next(runs.iterdir()), target)
+    with pytest.raises(ValueError, match=r"another configuration \(loss: .*'beta': 1\.0.*'beta': 2\.0"):
+        vaelib.train_mnist_model(**{**BASE, "beta": 2.0}, runs=probe)
+
+
+def test_more_epochs_resume_the_stored_run(base_run, tmp_path):
+    runs, model, history = base_run
+    local = tmp_path / "runs"
+    shutil.copytree(runs, local)
+    _, longer = vaelib.train_mnist_model(**{**BASE, "epochs": 2}, runs=local)
+    assert longer["epoch"] == [1, 2] and longer["loss"][0] == history["loss"][0]
+    assert len(list(local.iterdir())) == 1
+
+
+def test_the_runs_folder_is_one_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv(vaelib.RUNS_ENV, raising=False)
+    assert vaelib.runs_dir() == vaelib.runs_dir("runs")
+    monkeypatch.setenv(vaelib.RUNS_ENV, str(tmp_path / "drive"))
+    assert vaelib.runs_dir() == tmp_path / "drive"
+    assert vaelib.runs_dir(tmp_path / "arg") == tmp_path / "arg"
+    vaelib.train_mnist_model(**BASE)
+    assert len(list((tmp_path / "drive").iterdir())) == 1
+
+
+def test_bad_recipe_settings_are_named():
+    with pytest.raises(ValueError, match="limit must be a positive number"):
+        vaelib.train_mnist_model(**{**BASE, "limit": 0}, cache=False)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        vaelib.train_mnist_model(**{**BASE, "dataset": "cifar"}, cache=False)
+    with pytest.raises(ValueError, match="the autoencoder has no KL term"):
+        vaelib.train_mnist_model(**{**BASE, "kind": "ae", "beta": 4.0}, cache=False)
+    with pytest.raises(ValueError, match="kind must be"):
+        vaelib.train_mnist_model(**{**BASE, "kind": "gan"}, cache=False)
+
+
+def test_the_classifier_is_cached_and_learns(tmp_path):
+    a = vaelib.train_mnist_classifier(epochs=1, limit=512, device="cpu", runs=tmp_path, progress=False)
+    b = vaelib.train_mnist_classifier(epochs=1, limit=512, device="cpu", runs=tmp_path, progress=False)
+    assert len(list(tmp_path.iterdir())) == 1 and torch.equal(weights(a), weights(b))
+    test = vaelib.load_mnist("test").subset(slice(0, 1000))
+    with torch.no_grad():
+        accuracy = (a(test.x).argmax(1) == test.y).float().mean().item()
+    assert accuracy > 0.5  # 10 % by chance

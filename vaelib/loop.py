@@ -1,0 +1,342 @@
+"""One training loop for every model in the course: `fit`, `evaluate`, and `batches`, the one
+way vaelib walks through data.
+
+A loss function has the signature ``loss_fn(model, batch)``, where ``batch`` is what the data
+yields (for `InMemoryData`, an ``(x, y)`` tuple) already on the model's device. It returns the
+mean loss over the batch as a scalar tensor, or a dict with that scalar under ``"loss"`` and
+any other per-batch means to log (``{"loss": ..., "kl": ...}``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .data import InMemoryData
+from .device import get_device
+from .progress import ProgressLine
+
+History = dict  # {"epoch": [1, 2, ...], "loss": [...], "val_loss": [...], "seconds": [...]}
+LossFn = Callable[[nn.Module, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
+
+CHECKPOINT_FORMAT = "vaelib-fit-1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training met a NaN or infinite loss (or gradient) and stopped before applying it.
+
+    Attributes: ``epoch`` and ``step`` (1-based, step within the epoch), ``value``
+    (the offending loss, or gradient norm), ``history`` (the completed epochs).
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, value: float, history: History):
+        super().__init__(message)
+        self.epoch, self.step, self.value, self.history = epoch, step, value, history
+
+
+class LinearAnnealing:
+    """A weight that rises linearly from ``start`` to ``end`` over ``steps`` optimizer steps, then stays.
+
+    Pass it to `fit` as ``on_step`` and read ``.value`` in the loss function::
+
+        beta = LinearAnnealing(steps=2000)
+        fit(model, lambda m, b: vae_loss(m, b[0], beta=beta.value), data, epochs=10, on_step=beta)
+
+    Because `fit` counts steps across epochs and resumes, the schedule resumes exactly too.
+    """
+
+    def __init__(self, steps: int, start: float = 0.0, end: float = 1.0) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.steps, self.start, self.end = int(steps), float(start), float(end)
+        self.value = self.start
+
+    def at(self, step: int) -> float:
+        """The weight after ``step`` optimizer steps."""
+        fraction = min(max(step, 0) / self.steps, 1.0)
+        return self.start + (self.end - self.start) * fraction
+
+    def __call__(self, step: int) -> None:
+        self.value = self.at(step)
+
+
+def adam(params, lr: float = 1e-3) -> torch.optim.Optimizer:
+    """Adam with the fused (single-kernel) update where this PyTorch build has one for the
+    parameters' device; the same algorithm as ``torch.optim.Adam(params, lr)``, faster."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
+        return torch.optim.Adam(params, lr=lr)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def batch_size_of(batch: Any) -> int:
+    """How many examples a batch holds: the length of its first tensor."""
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    items = batch.values() if isinstance(batch, Mapping) else batch
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            return len(item)
+    raise TypeError("a batch must contain at least one tensor")
+
+
+def batches(data: Any, batch_size: int, device: torch.device | str, *, shuffle: bool = False,
+            progress: str | None = None) -> Iterator[Any]:
+    """The batches of ``data`` on ``device``: the one loop over data that `fit`, `evaluate` and
+    every evaluation in vaelib share.
+
+    ``data`` is an `InMemoryData` (moved to ``device`` once, then sliced; shuffled when
+    ``shuffle``; dynamic binarisation drawn per batch) or any iterable of batches such as a
+    ``DataLoader`` (each batch moved to ``device``). With ``progress`` (a label), one progress
+    line counts the batches.
+    """
+    device = torch.device(device)
+    if isinstance(data, InMemoryData):
+        data = data.to(device)
+        source, total = data.batches(batch_size, shuffle=shuffle), data.num_batches(batch_size)
+    else:
+        source, total = data, (len(data) if hasattr(data, "__len__") else None)
+    line = ProgressLine(disable=progress is None)
+    of = f"/{total}" if total is not None else ""
+    try:
+        for step, batch in enumerate(source, start=1):
+            yield _to_device(batch, device)
+            line.show(f"{progress}: {step}{of} batches")
+    finally:
+        line.close()
+
+
+@contextlib.contextmanager
+def evaluation(model: nn.Module) -> Iterator[torch.device]:
+    """Eval mode and no gradients for the block, the model's mode restored after; yields its device."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield next((p.device for p in model.parameters()), torch.device("cpu"))
+    finally:
+        model.train(was_training)
+
+
+def _metrics(out: Any) -> dict[str, torch.Tensor]:
+    if isinstance(out, Mapping):
+        if "loss" not in out:
+            raise KeyError(f"loss_fn returned a dict without a 'loss' entry (keys: {sorted(out)})")
+        metrics = {"loss": out["loss"], **{k: v for k, v in out.items() if k != "loss"}}
+    else:
+        metrics = {"loss": out}
+    for name, value in metrics.items():
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"loss_fn must return scalar tensors (means over the batch), got {shape} for {name!r}; "
+                "reduce it with .mean()"
+            )
+    return metrics
+
+
+def evaluate(model: nn.Module, loss_fn: LossFn, data: Any, *, batch_size: int = 512) -> dict[str, float]:
+    """Mean of each metric ``loss_fn`` returns over all of ``data`` (weighted by batch size),
+    on the model's device, in eval mode and without gradients."""
+    totals: dict[str, float] = {}
+    count = 0
+    with evaluation(model) as device:
+        for batch in batches(data, batch_size, device):
+            n = batch_size_of(batch)
+            for k, v in _metrics(loss_fn(model, batch)).items():
+                totals[k] = totals.get(k, 0.0) + float(v) * n
+            count += n
+    if count == 0:
+        raise ValueError("evaluate got no data")
+    return {k: v / count for k, v in totals.items()}
+
+
+# --- checkpoints: everything needed to continue a run bit for bit -------------------------
+
+def _save_checkpoint(path: Path, model, optimizer, epoch: int, history: History, steps: int,
+                     config: Mapping | None) -> None:
+    ckpt.atomic_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "steps": steps, "config": config,
+                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "history": history, "rng": ckpt.rng_state()}, path)
+
+
+def _config_difference(stored: Mapping | None, config: Mapping) -> str:
+    if stored is None:
+        return "it stores no configuration"
+    keys = sorted(set(stored) | set(config))
+    diffs = [f"{k}: {stored.get(k)!r} there, {config.get(k)!r} here" for k in keys if stored.get(k) != config.get(k)]
+    return "; ".join(diffs)
+
+
+def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tuple[int, History, int]:
+    payload = ckpt.load(path, CHECKPOINT_FORMAT, "a vaelib.fit checkpoint")
+    if config is not None and payload.get("config") != dict(config):
+        raise ValueError(f"checkpoint {path} was written by a run with another configuration "
+                         f"({_config_difference(payload.get('config'), config)}); delete it or pass "
+                         "another checkpoint path")
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(f"checkpoint {path} does not match this model or optimizer ({err}); "
+                         "delete it or pass another checkpoint path") from None
+    ckpt.set_rng_state(payload["rng"])
+    return int(payload["epoch"]), payload["history"], int(payload.get("steps", 0))
+
+
+# --- one epoch -----------------------------------------------------------------------------
+
+def _stop(epoch: int, step: int, loss: float, norm: float, path: Path | None, history: History):
+    what = f"the loss became {loss}" if not math.isfinite(loss) else f"the gradient norm became {norm} (loss {loss:.6g})"
+    return NonFiniteLossError(
+        f"Training stopped at epoch {epoch}, step {step}: {what}. The update was not applied: the model "
+        "keeps the weights from the last good step"
+        + (f" and {path} holds the last completed epoch" if path is not None else "")
+        + ". Common causes: a learning rate that is too high, the log of 0 or a variance that reached 0, "
+        "or inputs outside the range the loss expects.",
+        epoch=epoch, step=step, value=loss if not math.isfinite(loss) else norm, history=history)
+
+
+def _train_epoch(model, loss_fn, train, optimizer, *, batch_size, device, max_norm, on_step, steps,
+                 show: Callable[[int, float], None], stop: Callable[[int, float, float], Exception]):
+    """One pass over ``train``; returns (example-weighted means of the metrics, steps done so far)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    model.train()
+    sums: dict[str, float] = {}
+    count = 0
+    for step, batch in enumerate(batches(train, batch_size, device, shuffle=True), start=1):
+        if on_step is not None:
+            on_step(steps)
+        optimizer.zero_grad(set_to_none=True)
+        metrics = _metrics(loss_fn(model, batch))
+        loss = metrics["loss"]
+        if loss.requires_grad:
+            loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else loss.new_zeros(())
+        # one device-to-host copy per step for the guard and the logs
+        norm_value, *values = torch.stack([norm.to(loss.device)] + [v.detach().reshape(()) for v in metrics.values()]).tolist()
+        if not (math.isfinite(values[0]) and math.isfinite(norm_value)):
+            optimizer.zero_grad(set_to_none=True)
+            raise stop(step, values[0], norm_value)
+        optimizer.step()
+        steps += 1
+        n = batch_size_of(batch)
+        for k, v in zip(metrics, values):
+            sums[k] = sums.get(k, 0.0) + v * n
+        count += n
+        show(step, sums["loss"] / count)
+    if count == 0:
+        raise ValueError("fit got no training batches: the training data is empty")
+    return {k: v / count for k, v in sums.items()}, steps
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Any,
+    *,
+    epochs: int,
+    val: Any = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    config: Mapping | None = None,
+    resume: bool = True,
+    clip_grad_norm: float | None = None,
+    on_step: Callable[[int], None] | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` to minimise ``loss_fn`` over ``train`` for ``epochs`` passes.
+
+    Args:
+        model: any ``nn.Module``; moved to ``device``.
+        loss_fn: ``loss_fn(model, batch) -> loss`` or ``{"loss": loss, ...}`` (batch means).
+        train: an `InMemoryData` (shuffled each epoch) or any iterable of batches (a ``DataLoader``).
+        epochs: total number of passes (a resumed run trains only the missing ones).
+        val: optional held-out data of the same kind, evaluated after every epoch.
+        optimizer: defaults to Adam with lr 1e-3 (`adam`, the fused kernel where available).
+        batch_size: used when ``train`` is an `InMemoryData`.
+        device: defaults to `get_device()`.
+        checkpoint: a file written at the end of every epoch (weights, optimizer, history and
+            random-number states), atomically.
+        config: a dict of plain values describing the run, stored in the checkpoint; resuming
+            from a checkpoint whose stored configuration differs is refused.
+        resume: when ``checkpoint`` exists, continue from it; the result equals an
+            uninterrupted run bit for bit on the same device.
+        clip_grad_norm: clip the gradient's total norm to this value.
+        on_step: called with the number of optimizer steps done so far, before each step
+            (counted across epochs and resumes): the hook for schedules such as KL annealing.
+        progress: show progress as one line for the run (`vaelib.progress`).
+
+    Returns:
+        the history: ``{"epoch": [...], "loss": [...], <other metrics>, "val_loss": [...],
+        "seconds": [...]}``, one entry per epoch, train metrics averaged over examples.
+
+    Raises:
+        NonFiniteLossError: the loss or the gradient became NaN or infinite. The
+            offending update is not applied, so ``model`` keeps the last good weights.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device)
+    train = train.to(device) if isinstance(train, InMemoryData) else train  # moved once, not per epoch
+    optimizer = optimizer if optimizer is not None else adam(model.parameters())
+    max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
+    path = Path(checkpoint) if checkpoint is not None else None
+    history: History = {}
+    start = steps = 0
+    if path is not None and resume and path.exists():
+        start, history, steps = _load_checkpoint(path, model, optimizer, config)
+
+    if isinstance(train, InMemoryData):
+        total = train.num_batches(batch_size)
+    else:
+        total = len(train) if hasattr(train, "__len__") else None
+    of = f"/{total}" if total is not None else ""
+    line = ProgressLine(disable=not progress)  # one line for the whole run
+    run_t0 = time.perf_counter()
+    try:
+        for epoch in range(start + 1, epochs + 1):
+            t0, steps_before = time.perf_counter(), steps
+            row, steps = _train_epoch(
+                model, loss_fn, train, optimizer, batch_size=batch_size, device=device, max_norm=max_norm,
+                on_step=on_step, steps=steps,
+                show=lambda step, loss: line.show(f"epoch {epoch}/{epochs}: {step}{of} batches, "
+                                                  f"{time.perf_counter() - t0:.0f} s, loss={loss:.4g}"),
+                stop=lambda step, loss, norm: _stop(epoch, step, loss, norm, path, history))
+            if val is not None:
+                row.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
+            row["seconds"] = time.perf_counter() - t0
+            history.setdefault("epoch", []).append(epoch)
+            for k, v in row.items():
+                history.setdefault(k, []).append(v)
+            text = f"epoch {epoch}/{epochs}: {steps - steps_before}{of} batches, {row['seconds']:.1f} s, " + ", ".join(
+                f"{k}={v:.4g}" for k, v in row.items() if k != "seconds")
+            done = f" ({epochs - start} epochs in {time.perf_counter() - run_t0:.0f} s)" if epoch == epochs else ""
+            line.epoch_done(text + done)
+            if path is not None:
+                _save_checkpoint(path, model, optimizer, epoch, history, steps, config)
+    finally:
+        line.close()
+    return history
