@@ -102,13 +102,13 @@ def test_the_runs_folder_is_one_setting(tmp_path, monkeypatch):
 
 def test_bad_recipe_settings_are_named():
     with pytest.raises(ValueError, match="limit must be a positive number"):
-        vaelib.train_mnist_model(**{**BASE, "limit": 0}, cache=False)
+        vaelib.train_mnist_model(**{**BASE, "limit": 0})
     with pytest.raises(ValueError, match="dataset must be one of"):
-        vaelib.train_mnist_model(**{**BASE, "dataset": "cifar"}, cache=False)
+        vaelib.train_mnist_model(**{**BASE, "dataset": "cifar"})
     with pytest.raises(ValueError, match="the autoencoder has no KL term"):
-        vaelib.train_mnist_model(**{**BASE, "kind": "ae", "beta": 4.0}, cache=False)
+        vaelib.train_mnist_model(**{**BASE, "kind": "ae", "beta": 4.0})
     with pytest.raises(ValueError, match="kind must be"):
-        vaelib.train_mnist_model(**{**BASE, "kind": "gan"}, cache=False)
+        vaelib.train_mnist_model(**{**BASE, "kind": "gan"})
 
 
 def test_the_classifier_is_cached_and_learns(tmp_path):

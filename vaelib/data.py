@@ -233,12 +233,7 @@ def load_mnist(
     return _load("MNIST", split, root, binarize, download)
 
 
-def load_fashion_mnist(
-    split: str = "train",
-    *,
-    root: str | os.PathLike | None = None,
-    binarize: str | None = None,
-    download: bool = True,
-) -> InMemoryData:
+def load_fashion_mnist(split: str = "train", *, root: str | os.PathLike | None = None,
+                       binarize: str | None = None, download: bool = True) -> InMemoryData:
     """Fashion-MNIST (Zalando's clothing images); the same interface as `load_mnist`."""
     return _load("FashionMNIST", split, root, binarize, download)

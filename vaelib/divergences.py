@@ -57,12 +57,8 @@ def kl_normal_per_dim(
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0)
 
 
-def kl_normal(
-    mu_q: torch.Tensor,
-    logvar_q: torch.Tensor,
-    mu_p: torch.Tensor | None = None,
-    logvar_p: torch.Tensor | None = None,
-) -> torch.Tensor:
+def kl_normal(mu_q: torch.Tensor, logvar_q: torch.Tensor,
+              mu_p: torch.Tensor | None = None, logvar_p: torch.Tensor | None = None) -> torch.Tensor:
     """KL(q || p) between diagonal Gaussians given means and log-variances (nats): the sum over
     the last dimension of `kl_normal_per_dim`. Shapes as there; returns ``(...)``, one KL per
     batch element."""

@@ -80,7 +80,6 @@ def train_mnist_model(
     seed: int = 0,
     device: torch.device | str | None = None,
     runs: str | os.PathLike | None = None,
-    cache: bool = True,
     progress: bool = True,
     data_root: str | os.PathLike | None = None,
 ) -> tuple[nn.Module, History]:
@@ -94,9 +93,10 @@ def train_mnist_model(
     grey levels), by Adam with learning rate ``lr``. ``hidden`` defaults to (512, 256) for
     ``mlp`` and (32, 64) for ``conv``.
 
-    With ``cache`` (the default), the run is kept in the runs folder (see the module
-    docstring) under a name made from a hash of its whole configuration: the same call in
-    another cell, chapter or the CLI resumes it or loads it; any other setting trains anew.
+    The run is kept in the runs folder (``runs``; see the module docstring) under a name made
+    from a hash of its whole configuration: the same call in another cell, chapter or the
+    CLI resumes it or loads it; any other setting trains anew. (For a run that is not
+    cached, build the model and call `fit`.)
     The model is returned in eval mode on ``device``.
     """
     if kind not in ("ae", "vae"):
@@ -125,7 +125,7 @@ def train_mnist_model(
     }
     history = fit(model, loss, data, epochs=epochs, batch_size=batch_size, device=device,
                   optimizer=adam(model.parameters(), lr=lr), on_step=annealing,
-                  checkpoint=run_path(config, runs) if cache else None, config=config, progress=progress)
+                  checkpoint=run_path(config, runs), config=config, progress=progress)
     return model.eval(), history
 
 
@@ -136,7 +136,6 @@ def train_mnist_classifier(
     seed: int = 0,
     device: torch.device | str | None = None,
     runs: str | os.PathLike | None = None,
-    cache: bool = True,
     progress: bool = True,
     data_root: str | os.PathLike | None = None,
 ) -> nn.Module:
@@ -161,6 +160,6 @@ def train_mnist_classifier(
         "seed": seed,
         "vaelib": __version__,
     }
-    fit(model, loss, data, epochs=epochs, device=device, checkpoint=run_path(config, runs) if cache else None,
+    fit(model, loss, data, epochs=epochs, device=device, checkpoint=run_path(config, runs),
         config=config, progress=progress)
     return model.eval()
