@@ -26,7 +26,8 @@ endif
 help:
 	@echo "make book        build the book into _build/html from the stored outputs (executes nothing)"
 	@echo "make test        pytest on tests/, nbval on book/*.ipynb (smoke budget), make book, make check-html"
-	@echo "make check-html  open every page of _build/html in headless Chromium and check it"
+	@echo "make check-html  open every page of _build/html in headless Chromium and check it (pytest-playwright;"
+	@echo "                 a failing page's screenshot goes to _build/check-html)"
 	@echo "make notebooks   execute each chapter whose code changed (FORCE=1: every chapter) into"
 	@echo "                 book/*.ipynb under the default budget; regenerate the others around their outputs"
 	@echo "make check-notebooks  fail if a book/*.ipynb is not what make notebooks would write"
@@ -43,7 +44,7 @@ $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going .
-	$(PY) tools/check_book.py _build/html
+	$(PY) -m tools.check_book _build/html
 
 test: pytest nbval
 	@$(MAKE) --no-print-directory book
@@ -57,17 +58,19 @@ pytest: $(STAMP)
 nbval: $(STAMP)
 	VAELIB_BUDGET=smoke $(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider book
 
-# Needs a built book (make book). Screenshots of every chapter go to _build/screenshots.
+# Needs a built book (make book). pytest-playwright drives the system Chromium (browser_tests/conftest.py);
+# screenshots of every chapter go to _build/screenshots, of each failing test's page to _build/check-html.
 check-html: $(STAMP)
 	@test -f _build/html/index.html || { echo "check-html: no _build/html; run make book first" >&2; exit 1; }
 	@tools/install_chromium.sh
-	$(PY) -m pytest -p no:cacheprovider browser_tests
+	$(PY) -m pytest -p no:cacheprovider browser_tests \
+	    --screenshot only-on-failure --output _build/check-html
 
 notebooks: $(STAMP)
-	$(PY) tools/notebooks.py sync $(if $(FORCE),--force)
+	$(PY) -m tools.notebooks sync $(if $(FORCE),--force)
 
 check-notebooks: $(STAMP)
-	$(PY) tools/notebooks.py check
+	$(PY) -m tools.notebooks check
 
 lock: $(STAMP)
 	@{ echo "# The versions every test last passed with (make lock). .ci/run installs with -c constraints.txt;"; \

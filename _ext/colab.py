@@ -74,8 +74,12 @@ class BookIndex:
         return self.equations[label][1]
 
 
-def toc_docs(toc: dict) -> list[tuple[str, bool]]:
-    """The documents of a Jupyter Book ``_toc.yml``, in order, with whether each is numbered."""
+def toc_docs(root: Path = ROOT) -> list[tuple[str, bool]]:
+    """The documents listed in ``root/_toc.yml``, in order, with whether each is numbered.
+
+    The one place that reads the table of contents: the book index, tools/check_book.py and
+    the tests all take the chapter list from here."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
     docs = [(toc["root"], False)]
     for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
         numbered = bool(part.get("numbered", False))
@@ -157,13 +161,12 @@ def _citation_labels(bib: Path) -> dict[str, tuple[str, str]]:
 def book_index(root: Path = ROOT) -> BookIndex:
     """Read ``_config.yml``, ``_toc.yml``, every page of the book and the bibliography."""
     config = read_config(root)
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
     md = parser(config)
     index = BookIndex(base_url=base_url(config))
     for bibfile in config.get("bibtex_bibfiles", []):
         index.citations.update(_citation_labels(root / bibfile))
     chapter = 0
-    for doc, numbered in toc_docs(toc):
+    for doc, numbered in toc_docs(root):
         chapter += numbered
         prefix = f"{chapter}." if numbered else ""
         source = (root / f"{doc}.md").read_text(encoding="utf-8")

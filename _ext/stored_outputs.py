@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 from sphinx.util import logging
 
-from colab import chapter_code_cells, setup_cells, stale_code
+from _ext.colab import chapter_code_cells, setup_cells, stale_code
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""The built book as a reader sees it, in headless Chromium (tools/check_html.py).
+"""The built book as a reader sees it: each page in headless Chromium (pytest-playwright's ``page``).
 
 Two parts: a small site of hand-written pages, each broken in one known way, proves that
-the check catches each defect and passes a clean page; then every page of the real book
-(``_build/html``, or ``$BOOK_HTML``) must pass. Run with ``make check-html`` after
-``make book``; the screenshots go to ``_build/screenshots`` (``$BOOK_SCREENSHOTS``).
+the check (page_check.py) catches each defect and passes a clean page; then every page of
+the real book (``_build/html``, or ``$BOOK_HTML``) must pass, and each chapter and the
+introduction is photographed, full page, into ``_build/screenshots`` (``$BOOK_SCREENSHOTS``).
+Run with ``make check-html`` after ``make book``.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
-import yaml  # noqa: E402
 
-import check_html  # noqa: E402  (tools/ and _ext/ are on pytest's pythonpath: pyproject.toml)
-from colab import toc_docs  # noqa: E402
+from _ext.colab import toc_docs  # noqa: E402  (the repository root is on pytest's pythonpath)
+from page_check import check_page, is_chapter, site_pages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +31,16 @@ MATHJAX = Path(
     importlib.metadata.distribution("sphinx-mathjax-offline").locate_file("sphinx-mathjax-offline/static/mathjax")
 )
 
+
+class Site(NamedTuple):
+    root: Path  # the folder
+    url: str  # where it is served, ending in "/"
+
+
+def check(page, site: Site, rel: str):
+    return check_page(page, site.root, site.url, rel)
+
+
 # --- a fixture site: one clean chapter page and one page per defect ------------------------
 
 PAGE = """<!DOCTYPE html>
@@ -38,15 +49,12 @@ PAGE = """<!DOCTYPE html>
 {mathjax}
 {head}
 </head><body>
-<div class="dropdown dropdown-launch-buttons"><ul class="dropdown-menu">{launch}</ul></div>
-<div class="dropdown dropdown-download-buttons"><ul class="dropdown-menu">
-<li><a class="btn btn-sm btn-download-notebook-button dropdown-item" href="../_sources/book/{stem}.ipynb">.ipynb</a></li>
-</ul></div>
+<div class="dropdown dropdown-download-buttons"><ul class="dropdown-menu">{download}</ul></div>
 <main><article role="main"><section class="tex2jax_ignore mathjax_ignore" id="top">
 <h1>A test chapter</h1>
 <p>Inline math <span class="math notranslate nohighlight">\\(\\mathrm{{KL}}(q \\,\\|\\, p) \\ge 0\\)</span>, code
 <code>r"$\\frac{{a}}{{b}}$"</code> that must not count as raw TeX, and a
-<a href="#results">link to a section</a> and <a href="01_clean.html#results">to another page</a>.</p>
+<a href="#results">link to a section</a> and <a href="02_raw_dollars.html#results">to another page</a>.</p>
 <div class="math notranslate nohighlight">\\[\\log p(x) = \\frac{{1}}{{2}} \\mathcal{{L}} + \\begin{{aligned}} a &amp;= b \\end{{aligned}}\\]</div>
 <div class="cell_output docutils container">
 <div class="output stream"><pre>epoch 1/1: loss=1.0</pre></div>
@@ -55,7 +63,8 @@ PAGE = """<!DOCTYPE html>
 <section id="results"><h2>Results</h2>{body}</section>
 </section></article></main></body></html>
 """
-COLAB = '<li><a href="https://colab.research.google.com/github/o/r/blob/main/book/{stem}.ipynb">Colab</a></li>'
+DOWNLOAD = ('<li><a class="btn btn-sm btn-download-notebook-button dropdown-item" '
+            'href="../_sources/book/{stem}.ipynb">.ipynb</a></li>')
 MATHJAX_SCRIPT = '<script defer="defer" src="../_static/mathjax/tex-chtml.js"></script>'
 
 # page stem -> (what is changed, text that must appear in one of its problems)
@@ -85,7 +94,9 @@ DEFECTS = {
                  "this overload is deprecated</pre></div></div>"},
         "cell output shows: UserWarning",
     ),
-    "10_bad_anchor": ({"body": '<a href="#nowhere">see below</a>'}, "no anchor #nowhere"),
+    "10_bad_anchor": ({"body": '<a href="#nowhere">see below</a>'}, "no anchor #nowhere in book/10_bad_anchor.html"),
+    "10_bad_anchor_elsewhere": ({"body": '<a href="01_clean.html#nowhere">see there</a>'},
+                                "no anchor #nowhere in book/01_clean.html"),
     "11_bad_page": ({"body": '<a href="12_never_built.html">next</a>'}, "no file book/12_never_built.html"),
     "13_external_script": (
         {"head": '<script src="https://cdn.example.org/mathjax/tex-chtml.js"></script>'},
@@ -96,80 +107,79 @@ DEFECTS = {
                  " body { font-family: F; }</style>"},
         "external request blocked: https://fonts.example.org/f.woff2 (font)",
     ),
-    "15_no_colab": ({"launch": ""}, "no Colab launch button"),
+    "15_no_download": ({"download": ""}, "chapter page has no download button"),
     "16_js_error": ({"head": "<script>throw new Error('boom')</script>"}, "JavaScript error: boom"),
 }
 
 
 def _write_page(site: Path, stem: str, **changes: str) -> None:
     parts = {"stem": stem, "mathjax": MATHJAX_SCRIPT, "head": "", "body": "<p>All fine.</p>",
-             "launch": COLAB.format(stem=stem)}
+             "download": DOWNLOAD.format(stem=stem)}
     parts.update(changes)
     (site / "book" / f"{stem}.html").write_text(PAGE.format(**parts), encoding="utf-8")
     (site / "_sources" / "book" / f"{stem}.ipynb").write_text("{}", encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def fixture_reports(tmp_path_factory) -> dict[str, check_html.PageReport]:
+@pytest.fixture(scope="session")
+def fixture_site(tmp_path_factory, serve) -> Site:
     site = tmp_path_factory.mktemp("site")
     for folder in ("book", "_static", "_images", "_sources/book"):
         (site / folder).mkdir(parents=True, exist_ok=True)
     (site / "_static" / "mathjax").symlink_to(MATHJAX, target_is_directory=True)
     plt.imsave(site / "_images" / "dot.png", [[0.0, 1.0], [1.0, 0.0]], cmap="gray")
     (site / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/01_clean.html" />')
+    (site / "gone.html").write_text('<meta http-equiv="refresh" content="0; url=book/gone.html" />')
     _write_page(site, "01_clean")
     for stem, (changes, _) in DEFECTS.items():
         _write_page(site, stem, **changes)
-    return {r.path: r for r in check_html.check_site(site)}
+    return Site(site, serve(site))
 
 
-def test_clean_fixture_page_passes(fixture_reports):
-    report = fixture_reports["book/01_clean.html"]
-    assert report.problems == []
-    assert report.math_nodes == 2 and report.images == 1
-    assert fixture_reports["index.html"].problems == []  # a redirect to a page that exists
+def test_clean_fixture_page_passes(page, fixture_site):
+    result = check(page, fixture_site, "book/01_clean.html")
+    assert result.problems == []
+    assert result.math_nodes == 2 and result.images == 1
 
 
 @pytest.mark.parametrize("stem", sorted(DEFECTS))
-def test_each_defect_is_caught(fixture_reports, stem):
+def test_each_defect_is_caught(page, fixture_site, stem):
     expected = DEFECTS[stem][1]
-    problems = fixture_reports[f"book/{stem}.html"].problems
+    problems = check(page, fixture_site, f"book/{stem}.html").problems
     assert any(expected in p for p in problems), f"{stem}: expected {expected!r} among {problems}"
 
 
-def test_redirect_to_a_missing_page_is_caught(tmp_path):
-    (tmp_path / "index.html").write_text('<meta http-equiv="refresh" content="0; url=book/gone.html" />')
-    (report,) = check_html.check_site(tmp_path)
-    assert report.problems == ["link 'book/gone.html' ('redirect'): no file book/gone.html"]
-
-
-def test_missing_site_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="build the book first"):
-        check_html.check_site(tmp_path / "nothing")
+def test_a_redirect_must_lead_to_a_page(page, fixture_site):
+    assert check(page, fixture_site, "index.html").problems == []
+    assert check(page, fixture_site, "gone.html").problems == [
+        "link 'book/gone.html' ('redirect'): no file book/gone.html"]
 
 
 # --- the real book ------------------------------------------------------------------------
 
-BOOK_PAGES = check_html.site_pages(BOOK_HTML) if (BOOK_HTML / "index.html").is_file() else []
+BOOK_PAGES = site_pages(BOOK_HTML) if (BOOK_HTML / "index.html").is_file() else []
 
 
-@pytest.fixture(scope="module")
-def book_reports() -> dict[str, check_html.PageReport]:
+@pytest.fixture(scope="session")
+def book(serve) -> Site:
     if not BOOK_PAGES:
-        pytest.fail(f"no built book in {BOOK_HTML}: run `make book` first (or set BOOK_HTML)")
-    return {r.path: r for r in check_html.check_site(BOOK_HTML, screenshots=SCREENSHOTS)}
+        pytest.fail(f"no built book in {BOOK_HTML}: run `make book` first (or set BOOK_HTML)", pytrace=False)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return Site(BOOK_HTML, serve(BOOK_HTML))
 
 
-@pytest.mark.parametrize("page", BOOK_PAGES or ["(no built book)"])
-def test_book_page_reads_correctly(book_reports, page):
-    assert book_reports[page].problems == [], "\n".join([page, *book_reports[page].problems])
+@pytest.mark.parametrize("rel", BOOK_PAGES or ["(no built book)"])
+def test_book_page_reads_correctly(page, book, rel):
+    result = check(page, book, rel)
+    shot = SCREENSHOTS / f"{Path(rel).stem}.png"
+    if is_chapter(rel) or rel.endswith("/intro.html"):
+        page.screenshot(path=shot, full_page=True)
+    assert result.problems == [], "\n".join([rel, *result.problems])
+    if is_chapter(rel):
+        assert result.math_nodes > 0 and result.images > 0, f"{rel}: no math or no figure"
+        assert shot.stat().st_size > 50_000, f"{rel}: its screenshot {shot} is nearly empty"
 
 
-def test_every_toc_page_was_checked_and_every_chapter_photographed(book_reports):
-    for file, _ in toc_docs(yaml.safe_load((ROOT / "_toc.yml").read_text())):
-        assert f"{file}.html" in book_reports, f"{file} from _toc.yml was not built"
-    chapters = [r for r in book_reports.values() if r.path.startswith("book/") and r.path[5:7].isdigit()]
-    assert len(chapters) >= 8
-    for report in chapters:
-        assert report.math_nodes > 0 and report.images > 0, report.path
-        assert report.screenshot is not None and report.screenshot.stat().st_size > 50_000, report.path
+def test_every_toc_page_is_checked_and_the_chapters_are_there(book):
+    for doc, _ in toc_docs(ROOT):
+        assert f"{doc}.html" in BOOK_PAGES, f"{doc} from _toc.yml was not built"
+    assert len([rel for rel in BOOK_PAGES if is_chapter(rel)]) >= 8

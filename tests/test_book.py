@@ -8,15 +8,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
-from colab import SETUP_TAG, setup_cell_source, toc_docs
-from notebooks import chapters, is_notebook, pair_problems
+from _ext.colab import SETUP_TAG, read_config, setup_cell_source, toc_docs
+from tools.notebooks import chapters, pair_problems
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
-DOCS = [doc for doc, _ in toc_docs(TOC)]
+CONFIG = read_config(ROOT)
+DOCS = [doc for doc, _ in toc_docs(ROOT)]
 CHAPTERS = chapters()
 REQUIRED_REFERENCES = [
     "kingma2014autoencoding", "kingma2019introduction", "rezende2014stochastic", "doersch2016tutorial",
@@ -39,13 +37,6 @@ def test_every_toc_entry_exists_and_every_notebook_is_in_the_toc():
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
 def test_markdown_and_notebook_agree(md):
     assert pair_problems(md, md.with_suffix(".ipynb")) == []
-
-
-@pytest.mark.parametrize("doc", [d for d in DOCS if is_notebook(ROOT / f"{d}.md")])
-def test_colab_path_exists(doc):
-    # sphinx-book-theme opens <repo>/blob/<branch>/<path_to_book>/<doc>.ipynb
-    path = Path(CONFIG["repository"].get("path_to_book") or ".") / f"{doc}.ipynb"
-    assert (ROOT / path).is_file(), f"the Colab button of {doc} would open {path}, which does not exist"
 
 
 def _git(*args):
@@ -75,7 +66,7 @@ def test_first_cell_installs_the_vaelib_commit_that_made_the_outputs(md):
 def test_the_book_build_executes_nothing():
     """Pages take their outputs from the stored notebooks (_ext/stored_outputs.py)."""
     assert CONFIG["execute"]["execute_notebooks"] == "off"
-    assert "stored_outputs" in CONFIG["sphinx"]["local_extensions"]
+    assert "_ext.stored_outputs" in CONFIG["sphinx"]["local_extensions"]
 
 
 def test_license_matches_the_package_metadata():
@@ -169,7 +160,7 @@ def test_pair_check_catches_a_missing_notebook(pair):
 
 def test_pages_get_the_stored_outputs_and_refuse_other_code(pair):
     import jupytext
-    from stored_outputs import with_stored_outputs
+    from _ext.stored_outputs import with_stored_outputs
 
     md, ipynb = pair
     stored = nbformat.read(ipynb, as_version=4)
@@ -190,7 +181,7 @@ def test_repeated_page_scripts_are_dropped_once_each():
     every distinct script, in order."""
     from sphinx.builders.html._assets import _JavaScript
 
-    from dedupe_scripts import drop_repeated_scripts
+    from _ext.dedupe_scripts import drop_repeated_scripts
 
     thebe = 'const THEBE_JS_URL = "https://example.org/thebe.js"'
     scripts = [

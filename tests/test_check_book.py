@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from check_book import chapter_problems, link_problems, notebook_images, notebook_lines
-from colab import book_index, read_config
+from _ext.colab import book_index, read_config
+from tools.check_book import chapter_problems, link_problems, notebook_images, notebook_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = "book/03_elbo"

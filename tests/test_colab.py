@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from markdown_it import MarkdownIt
 
-from colab import BookIndex, ConversionError, book_index, cite_anchor, read_config, to_commonmark
-from notebooks import chapters
+from _ext.colab import BookIndex, ConversionError, book_index, cite_anchor, read_config, to_commonmark
+from tools.notebooks import chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "https://example.org/book/"

@@ -1,6 +1,6 @@
 """After `jupyter-book build`: the HTML book shows the course that was tested.
 
-    python tools/check_book.py [_build/html]
+    python -m tools.check_book [_build/html]      (from the repository root; make book runs it)
 
 For every chapter page (built from ``book/<chapter>.md`` with its executed ``book/<chapter>.ipynb``):
 
@@ -24,11 +24,10 @@ import sys
 from pathlib import Path
 
 import nbformat
-import yaml
+
+from _ext.colab import BookIndex, book_index, is_notebook_text, read_config, toc_docs
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "_ext"))
-from colab import BookIndex, book_index, is_notebook_text, read_config, toc_docs  # noqa: E402
 
 COLAB = re.compile(r'href="https://colab\.research\.google\.com/github/([^"]+?)/blob/([^/"]+)/([^"]+)"')
 IMAGE = re.compile(r'<img[^>]+src="([^"]*_images/[^"]+)"')
@@ -126,7 +125,7 @@ def main(html_dir: Path) -> int:
     config = read_config(ROOT)
     index = book_index(ROOT)
     problems, chapters = [], 0
-    for doc, _ in toc_docs(yaml.safe_load((ROOT / "_toc.yml").read_text())):
+    for doc, _ in toc_docs(ROOT):
         md, page, ipynb = ROOT / f"{doc}.md", html_dir / f"{doc}.html", ROOT / f"{doc}.ipynb"
         if not page.exists():
             problems.append(f"{page} was not built")

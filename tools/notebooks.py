@@ -1,7 +1,9 @@
 """Execute each chapter once, and keep the notebook readers open in step with its source.
 
-    python tools/notebooks.py sync  [--force] [--allow-dirty] [book/06_vae.md ...]
-    python tools/notebooks.py check [book/06_vae.md ...]
+    python -m tools.notebooks sync  [--force] [--allow-dirty] [book/06_vae.md ...]
+    python -m tools.notebooks check [book/06_vae.md ...]
+
+(from the repository root; ``make notebooks`` and ``make check-notebooks`` run these.)
 
 ``book/<chapter>.md`` (MyST markdown, jupytext) is the source of truth. ``book/<chapter>.ipynb``
 is generated from it and is what Colab opens, a JupyterLab user downloads, nbval checks and
@@ -36,12 +38,12 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-BOOK = ROOT / "book"
-sys.path.insert(0, str(ROOT / "_ext"))
-from colab import (  # noqa: E402
+from _ext.colab import (
     book_index, chapter_code_cells, colab_notebook, is_notebook_text, setup_cells, stale_code,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
 
 BUDGET = "default"  # every stored output comes from this run budget
 COMMIT = re.compile(r"[0-9a-f]{40}")
