@@ -249,6 +249,12 @@ def _train_epoch(model, loss_fn, train, optimizer, *, batch_size, device, max_no
     return {k: v / count for k, v in sums.items()}, steps
 
 
+def _of_total(train: Any, batch_size: int) -> str:
+    if isinstance(train, InMemoryData):
+        return f"/{train.num_batches(batch_size)}"
+    return f"/{len(train)}" if hasattr(train, "__len__") else ""
+
+
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
@@ -309,11 +315,7 @@ def fit(
     if path is not None and resume and path.exists():
         start, history, steps = _load_checkpoint(path, model, optimizer, config)
 
-    if isinstance(train, InMemoryData):
-        total = train.num_batches(batch_size)
-    else:
-        total = len(train) if hasattr(train, "__len__") else None
-    of = f"/{total}" if total is not None else ""
+    of = _of_total(train, batch_size)  # "/<batches per epoch>" when known
     line = ProgressLine(disable=not progress)  # one line for the whole run
     run_t0 = time.perf_counter()
     try:
