@@ -1,8 +1,11 @@
 """The command line, end to end in smoke mode: train a tiny model, evaluate it, fail clearly."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -73,3 +76,38 @@ def test_missing_data_fails_clearly(smoke, tmp_path, capsys, monkeypatch):
 def test_python_dash_m_entry_point(smoke):
     result = subprocess.run([sys.executable, "-m", "vaelib", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "evaluate" in result.stdout
+
+
+def test_a_capped_run_says_so_and_the_same_command_continues(smoke, tmp_path, capsys):
+    out = tmp_path / "vae.pt"
+    args = ["train", "--latent-dim", "2", "--hidden", "16", "--limit", "256", "--epochs", "3",
+            "--max-minutes", "1e-9", "--out", str(out)]
+    code, stdout, _ = run(capsys, *args)
+    summary = json.loads(stdout.splitlines()[-1])
+    assert code == 0 and summary["epochs"] == 1 and summary["epochs_asked"] == 3 and not summary["complete"]
+    assert "Stopped at the 1e-09-minute cap" in stdout and "run it again to continue" in stdout
+    code, stdout, _ = run(capsys, *args)
+    assert json.loads(stdout.splitlines()[-1])["epochs"] == 2
+
+
+def test_ctrl_c_ends_with_one_line_naming_the_checkpoint(tmp_path):
+    out = tmp_path / "vae.pt"
+    env = {**os.environ, "CI": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "vaelib", "train", "--latent-dim", "2", "--hidden", "16",
+                             "--limit", "1024", "--epochs", "500", "--max-minutes", "5", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    runs = tmp_path / "vae.pt.runs"
+    try:
+        deadline = time.monotonic() + 60
+        while not list(runs.glob("*.pt")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(runs.glob("*.pt")), "no epoch finished within a minute"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    (checkpoint,) = runs.glob("*.pt")
+    assert stderr.strip().splitlines()[-1] == f"interrupted: the same command continues from {checkpoint} (the last finished epoch)"
+    assert not list(runs.glob("*.lock")) and not list(runs.glob("*.tmp"))

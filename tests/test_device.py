@@ -95,3 +95,17 @@ def test_pick_returns_the_value_for_the_mode():
     assert [RunBudget(m, "test").pick(**values) for m in ("smoke", "default", "full")] == [1, 10, 100]
     with pytest.raises(ValueError, match="budget mode"):
         RunBudget("tiny", "test")
+
+
+def test_each_budget_has_a_wall_clock_cap_and_one_setting_overrides_it(monkeypatch):
+    monkeypatch.delenv("VAELIB_MAX_MINUTES", raising=False)
+    caps = {mode: RunBudget(mode, "test").max_minutes for mode in ("smoke", "default", "full")}
+    assert caps == {"smoke": 0.5, "default": 6.0, "full": 10.0}
+    monkeypatch.setenv("VAELIB_MAX_MINUTES", "45")
+    assert RunBudget("default", "test").max_minutes == RunBudget("full", "test").max_minutes == 45.0
+    monkeypatch.setenv("VAELIB_MAX_MINUTES", "inf")
+    assert RunBudget("smoke", "test").max_minutes == float("inf")
+    for bad in ("0", "-3", "soon", "nan"):
+        monkeypatch.setenv("VAELIB_MAX_MINUTES", bad)
+        with pytest.raises(ValueError, match="VAELIB_MAX_MINUTES=.* is not a positive number of minutes"):
+            RunBudget("default", "test").max_minutes

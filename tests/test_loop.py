@@ -1,4 +1,10 @@
 import copy
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -6,6 +12,7 @@ from torch import nn
 
 import vaelib
 from vaelib import InMemoryData, LinearAnnealing, NonFiniteLossError
+from vaelib.checkpoint import CheckpointInUseError
 
 
 def regression_data(n=256, seed=0):
@@ -243,3 +250,81 @@ def test_fit_counts_steps_across_epochs_and_resumes(tmp_path):
     run(2, tmp_path / "c.pt", first)
     run(3, tmp_path / "c.pt", second)
     assert straight == list(range(15)) and first + second == straight
+
+
+def test_a_run_stops_at_the_cap_and_a_rerun_continues(tmp_path, capsys):
+    train, _ = regression_data(64)
+    path = tmp_path / "c.pt"
+
+    def run(epochs, checkpoint, minutes):
+        vaelib.seed_everything(0)
+        model = nn.Linear(3, 1)
+        h = vaelib.fit(model, mse, train, epochs=epochs, batch_size=16, device="cpu", checkpoint=checkpoint,
+                       progress=False, max_minutes=minutes)
+        return model, h
+
+    _, first = run(4, path, 1e-9)  # a cap every epoch passes: one epoch per call
+    out = capsys.readouterr().out
+    assert first["epoch"] == [1]
+    assert "Stopped at the 1e-09-minute cap (VAELIB_MAX_MINUTES changes it) after 1 of the 4 epochs" in out
+    assert f"run it again to continue from {path}" in out
+    _, second = run(4, path, 1e-9)
+    assert second["epoch"] == [1, 2] and "after 1 of the 3 epochs" in capsys.readouterr().out
+    resumed, rest = run(4, path, math.inf)
+    assert rest["epoch"] == [1, 2, 3, 4] and "Stopped" not in capsys.readouterr().out
+    straight, _ = run(4, None, math.inf)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), straight.parameters()))
+
+
+def test_the_cap_defaults_to_the_budget_and_its_setting(monkeypatch, capsys):
+    monkeypatch.setenv("VAELIB_MAX_MINUTES", "1e-9")
+    train, _ = regression_data(32)
+    h = vaelib.fit(nn.Linear(3, 1), mse, train, epochs=3, device="cpu", progress=False)
+    assert h["epoch"] == [1]
+    assert "no checkpoint, so running it again starts afresh" in capsys.readouterr().out
+
+
+def test_a_checkpoint_in_use_is_refused_and_a_dead_writers_lock_taken_over(tmp_path):
+    train, _ = regression_data(32)
+    path = tmp_path / "c.pt"
+    lock = tmp_path / "c.pt.lock"
+    lock.write_text(f"{os.getppid()} {socket.gethostname()} 2026-11-23 12:00:00")  # a live process
+    with pytest.raises(CheckpointInUseError, match=rf"c\.pt is being written by another run \(process {os.getppid()}"):
+        vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", checkpoint=path, progress=False)
+    assert not path.exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock.write_text(f"{gone.pid} {socket.gethostname()} 2026-11-23 12:00:00")  # its writer is gone
+    h = vaelib.fit(nn.Linear(3, 1), mse, train, epochs=1, device="cpu", checkpoint=path, progress=False)
+    assert h["epoch"] == [1] and path.exists() and not lock.exists()
+
+
+SLOW_RUN = """
+import sys, time, torch, vaelib
+x = torch.randn(40, 3)
+data = vaelib.InMemoryData(x, x.sum(1, keepdim=True))
+def loss(m, b):
+    time.sleep(0.2)
+    return ((m(b[0]) - b[1]) ** 2).mean()
+vaelib.fit(torch.nn.Linear(3, 1), loss, data, epochs=int(sys.argv[2]), batch_size=8, device="cpu",
+           checkpoint=sys.argv[1], progress=False)
+print("done")
+"""
+
+
+def test_two_processes_never_write_one_checkpoint_at_once(tmp_path):
+    path = tmp_path / "shared.pt"
+    # the first run takes about 8 s of training (5 batches of 0.2 s per epoch); the second starts meanwhile
+    first = subprocess.Popen([sys.executable, "-c", SLOW_RUN, str(path), "8"], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "shared.pt.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-c", SLOW_RUN, str(path), "3"], capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode != 0 and "is being written by another run" in second.stderr
+        assert f"process {first.pid}" in second.stderr
+    finally:
+        out, _ = first.communicate(timeout=60)
+    assert first.returncode == 0 and out.strip() == "done"
+    assert not (tmp_path / "shared.pt.lock").exists()

@@ -99,6 +99,20 @@ def test_bad_inputs_are_explained(model, x):
         DiagonalNormal(torch.zeros(2), torch.zeros(3))
 
 
+def test_a_training_step_off_the_cpu_reads_no_values_back():
+    # on the "meta" device tensors have shapes but no values: any read back to the host fails,
+    # as a GPU would stall on it. A training-mode forward must not read; eval mode checks values.
+    model = VAE(latent_dim=3, hidden=(16,), image_shape=(1, 4, 4)).to("meta")
+    x = torch.empty(5, 1, 4, 4, device="meta")
+    model.train()
+    assert vaelib.elbo(model, x).elbo.shape == (5,)
+    with pytest.raises(ValueError, match=r"expected images of shape"):
+        model.encode(x.view(5, 16))  # the shape is still checked
+    model.eval()
+    with pytest.raises(RuntimeError):
+        model.encode(x)  # now the [0, 1] check reads the minimum and maximum
+
+
 def test_a_small_vae_learns_mnist(mnist_train):
     vaelib.seed_everything(0)
     data = vaelib.InMemoryData(torch.bernoulli(mnist_train.x[:2000]), mnist_train.y[:2000])

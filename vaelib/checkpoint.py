@@ -9,11 +9,14 @@ never arbitrary pickled code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -34,6 +37,58 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class CheckpointInUseError(RuntimeError):
+    """Another run is writing the same checkpoint (it holds ``<checkpoint>.lock``)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike) -> Iterator[None]:
+    """Hold ``<path>.lock`` for the block, so two runs never write one checkpoint at once.
+
+    The lock file names the holder (process id, host, start time). A lock left by a process
+    of this host that no longer exists (a killed kernel) is taken over; any other raises
+    `CheckpointInUseError` at once, naming the holder.
+    """
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock.read_text(errors="replace").split(" ", 2) if lock.exists() else []
+            if len(holder) == 3 and holder[1] == socket.gethostname() and holder[0].isdigit() \
+                    and not _alive(int(holder[0])):
+                lock.unlink(missing_ok=True)  # its writer is gone: take the lock over
+                continue
+            if not lock.exists():
+                continue
+            who = f"process {holder[0]} on {holder[1]}, since {holder[2]}" if len(holder) == 3 else "unknown"
+            raise CheckpointInUseError(
+                f"{path} is being written by another run ({who}); wait for it to finish or use another "
+                f"checkpoint path. If no such run exists, delete {lock}.") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    else:
+        raise CheckpointInUseError(f"could not take the lock {lock}; delete it if no run is using {path}")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def load(path: str | os.PathLike, file_format: str, what: str, map_location: Any = "cpu") -> dict:

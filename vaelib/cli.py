@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 
+from .checkpoint import CheckpointInUseError
 from .data import DatasetNotFoundError, load_mnist
 from .device import get_device, run_budget, seed_everything
 from .loop import NonFiniteLossError, evaluate
@@ -36,16 +37,19 @@ def train(args) -> dict:
     epochs = args.epochs if args.epochs is not None else budget.pick(smoke=1, default=20, full=100)
     limit = args.limit if args.limit is not None else budget.pick(smoke=2000, default=None, full=None)
     out = Path(args.out)
+    runs = out.parent / (out.name + ".runs")  # an interrupted or capped run resumes from here
     print(f"training {args.model} ({args.arch}, latent {args.latent_dim}) for {epochs} epochs on "
           f"{device}, budget {budget}", file=sys.stderr)
     start = time.perf_counter()
     model, history = train_mnist_model(
         args.model, args.latent_dim, epochs=epochs, arch=args.arch, hidden=args.hidden,
         batch_size=args.batch_size, lr=args.lr, limit=limit, seed=args.seed, device=device,
-        runs=out.parent / (out.name + ".runs"), data_root=args.data)  # an interrupted run resumes
+        runs=runs, data_root=args.data, max_minutes=args.max_minutes)
     save_model(model.cpu(), out)
+    done = history["epoch"][-1] if history else 0
     return {"saved": str(out), "model": args.model, "arch": args.arch, "latent_dim": args.latent_dim,
-            "epochs": epochs, "train_loss": history["loss"][-1] if history else None,
+            "epochs": done, "epochs_asked": epochs, "complete": done >= epochs,
+            "train_loss": history["loss"][-1] if history else None,
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -71,6 +75,16 @@ def evaluate_checkpoint(args) -> dict:
     return result
 
 
+def _resume_hint(args) -> str:
+    if args.command != "train":
+        return "nothing was saved"
+    runs = Path(args.out).parent / (Path(args.out).name + ".runs")
+    saved = sorted(runs.glob("*.pt"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
+    if not saved:
+        return "no epoch had finished, so nothing was saved; the same command starts afresh"
+    return f"the same command continues from {saved[-1]} (the last finished epoch)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vaelib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data", help="data folder (default: $VAELIB_DATA, else ~/.cache/vaelib/data)")
     t.add_argument("--out", required=True, help="where to save the trained model")
+    t.add_argument("--max-minutes", type=float,
+                   help="wall-clock cap of the run; it stops at an epoch boundary, saves, and the same command "
+                        "continues it (default: $VAELIB_MAX_MINUTES, else the run budget's: 0.5 / 6 / 10)")
     e = sub.add_parser("evaluate", help="test ELBO and importance-sampled NLL of a saved model, as JSON")
     e.add_argument("checkpoint")
     e.add_argument("--k", type=int, help="importance samples (default from the run budget: 10 / 1000 / 5000)")
@@ -102,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = train(args) if args.command == "train" else evaluate_checkpoint(args)
-    except (DatasetNotFoundError, FileNotFoundError, ValueError, NonFiniteLossError) as err:
+    except KeyboardInterrupt:
+        print(f"interrupted: {_resume_hint(args)}", file=sys.stderr)
+        return 130
+    except (DatasetNotFoundError, FileNotFoundError, ValueError, NonFiniteLossError, CheckpointInUseError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result))

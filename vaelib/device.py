@@ -18,6 +18,9 @@ import torch
 T = TypeVar("T")
 
 BUDGET_MODES = ("smoke", "default", "full")
+# the wall-clock cap of one training run (one `fit` call), in minutes, per mode
+CAP_MINUTES = {"smoke": 0.5, "default": 6.0, "full": 10.0}
+MAX_MINUTES_ENV = "VAELIB_MAX_MINUTES"
 
 
 def get_device() -> torch.device:
@@ -75,6 +78,23 @@ class RunBudget:
     def pick(self, *, smoke: T, default: T, full: T) -> T:
         """Return the value given for the current mode."""
         return {"smoke": smoke, "default": default, "full": full}[self.mode]
+
+    @property
+    def max_minutes(self) -> float:
+        """The wall-clock cap of one training run in minutes: ``$VAELIB_MAX_MINUTES`` when set,
+        else 0.5 (smoke), 6 (default: a 2-core CPU) or 10 (full: a T4-class GPU). `fit` stops at
+        the first epoch boundary that would pass it, saves, and a rerun continues."""
+        value = os.environ.get(MAX_MINUTES_ENV, "").strip()
+        if not value:
+            return CAP_MINUTES[self.mode]
+        try:
+            minutes = float(value)
+        except ValueError:
+            minutes = float("nan")
+        if not minutes > 0:
+            raise ValueError(f"{MAX_MINUTES_ENV}={value!r} is not a positive number of minutes; "
+                             "set it to, say, 30 (or inf for no cap), or unset it")
+        return minutes
 
     def __str__(self) -> str:
         return f"{self.mode} ({self.reason})"

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .data import InMemoryData
-from .device import get_device
+from .device import MAX_MINUTES_ENV, get_device, run_budget
 from .progress import ProgressLine
 
 History = dict  # {"epoch": [1, 2, ...], "loss": [...], "val_loss": [...], "seconds": [...]}
@@ -249,6 +249,13 @@ def _train_epoch(model, loss_fn, train, optimizer, *, batch_size, device, max_no
     return {k: v / count for k, v in sums.items()}, steps
 
 
+def _cap_message(cap: float, done: int, start: int, epochs: int, path: Path | None) -> str:
+    then = (f"run it again to continue from {path}" if path is not None
+            else "this run has no checkpoint, so running it again starts afresh")
+    return (f"Stopped at the {cap:g}-minute cap ({MAX_MINUTES_ENV} changes it) after {done} of the "
+            f"{epochs - start} epochs this call asked for (epoch {start + done} of {epochs}); {then}.")
+
+
 def _of_total(train: Any, batch_size: int) -> str:
     if isinstance(train, InMemoryData):
         return f"/{train.num_batches(batch_size)}"
@@ -271,6 +278,7 @@ def fit(
     clip_grad_norm: float | None = None,
     on_step: Callable[[int], None] | None = None,
     progress: bool = True,
+    max_minutes: float | None = None,
 ) -> History:
     """Train ``model`` to minimise ``loss_fn`` over ``train`` for ``epochs`` passes.
 
@@ -293,10 +301,16 @@ def fit(
         on_step: called with the number of optimizer steps done so far, before each step
             (counted across epochs and resumes): the hook for schedules such as KL annealing.
         progress: show progress as one line for the run (`vaelib.progress`).
+        max_minutes: the wall-clock cap of this call: it stops at the first epoch boundary where
+            one more epoch would pass the cap (always doing at least one epoch), saves, and
+            prints how far it got; calling it again continues. Defaults to the run budget's
+            cap (`RunBudget.max_minutes`: ``$VAELIB_MAX_MINUTES``, else 0.5 / 6 / 10 minutes);
+            ``math.inf`` for none.
 
     Returns:
         the history: ``{"epoch": [...], "loss": [...], <other metrics>, "val_loss": [...],
-        "seconds": [...]}``, one entry per epoch, train metrics averaged over examples.
+        "seconds": [...]}``, one entry per completed epoch (fewer than ``epochs`` when the cap
+        stopped the run), train metrics averaged over examples.
 
     Raises:
         NonFiniteLossError: the loss or the gradient became NaN or infinite. The
@@ -310,35 +324,41 @@ def fit(
     optimizer = optimizer if optimizer is not None else adam(model.parameters())
     max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
     path = Path(checkpoint) if checkpoint is not None else None
-    history: History = {}
-    start = steps = 0
-    if path is not None and resume and path.exists():
-        start, history, steps = _load_checkpoint(path, model, optimizer, config)
-
-    of = _of_total(train, batch_size)  # "/<batches per epoch>" when known
-    line = ProgressLine(disable=not progress)  # one line for the whole run
-    run_t0 = time.perf_counter()
-    try:
-        for epoch in range(start + 1, epochs + 1):
-            t0, steps_before = time.perf_counter(), steps
-            row, steps = _train_epoch(
-                model, loss_fn, train, optimizer, batch_size=batch_size, device=device, max_norm=max_norm,
-                on_step=on_step, steps=steps,
-                show=lambda step, loss: line.show(f"epoch {epoch}/{epochs}: {step}{of} batches, "
-                                                  f"{time.perf_counter() - t0:.0f} s, loss={loss:.4g}"),
-                stop=lambda step, loss, norm: _stop(epoch, step, loss, norm, path, history))
-            if val is not None:
-                row.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
-            row["seconds"] = time.perf_counter() - t0
-            history.setdefault("epoch", []).append(epoch)
-            for k, v in row.items():
-                history.setdefault(k, []).append(v)
-            text = f"epoch {epoch}/{epochs}: {steps - steps_before}{of} batches, {row['seconds']:.1f} s, " + ", ".join(
-                f"{k}={v:.4g}" for k, v in row.items() if k != "seconds")
-            done = f" ({epochs - start} epochs in {time.perf_counter() - run_t0:.0f} s)" if epoch == epochs else ""
-            line.epoch_done(text + done)
-            if path is not None:
-                _save_checkpoint(path, model, optimizer, epoch, history, steps, config)
-    finally:
-        line.close()
+    cap = run_budget(device).max_minutes if max_minutes is None else float(max_minutes)
+    with ckpt.exclusive(path) if path is not None else contextlib.nullcontext():  # one writer per file
+        history: History = {}
+        start = steps = 0
+        if path is not None and resume and path.exists():
+            start, history, steps = _load_checkpoint(path, model, optimizer, config)
+        of = _of_total(train, batch_size)  # "/<batches per epoch>" when known
+        line = ProgressLine(disable=not progress)  # one line for the whole run
+        run_t0, stopped = time.perf_counter(), False
+        try:
+            for epoch in range(start + 1, epochs + 1):
+                if epoch > start + 1 and time.perf_counter() - run_t0 + history["seconds"][-1] > 60 * cap:
+                    stopped = True  # one more epoch would pass the cap
+                    break
+                t0, steps_before = time.perf_counter(), steps
+                row, steps = _train_epoch(
+                    model, loss_fn, train, optimizer, batch_size=batch_size, device=device, max_norm=max_norm,
+                    on_step=on_step, steps=steps,
+                    show=lambda step, loss: line.show(f"epoch {epoch}/{epochs}: {step}{of} batches, "
+                                                      f"{time.perf_counter() - t0:.0f} s, loss={loss:.4g}"),
+                    stop=lambda step, loss, norm: _stop(epoch, step, loss, norm, path, history))
+                if val is not None:
+                    row.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
+                row["seconds"] = time.perf_counter() - t0
+                history.setdefault("epoch", []).append(epoch)
+                for k, v in row.items():
+                    history.setdefault(k, []).append(v)
+                text = f"epoch {epoch}/{epochs}: {steps - steps_before}{of} batches, {row['seconds']:.1f} s, " + ", ".join(
+                    f"{k}={v:.4g}" for k, v in row.items() if k != "seconds")
+                done = f" ({epochs - start} epochs in {time.perf_counter() - run_t0:.0f} s)" if epoch == epochs else ""
+                line.epoch_done(text + done)
+                if path is not None:
+                    _save_checkpoint(path, model, optimizer, epoch, history, steps, config)
+        finally:
+            line.close()
+    if stopped:
+        print(_cap_message(cap, history["epoch"][-1] - start, start, epochs, path))
     return history

@@ -82,6 +82,7 @@ def train_mnist_model(
     runs: str | os.PathLike | None = None,
     progress: bool = True,
     data_root: str | os.PathLike | None = None,
+    max_minutes: float | None = None,
 ) -> tuple[nn.Module, History]:
     """Train (or resume, or just load) one of the course's image models; returns ``(model, history)``.
 
@@ -96,7 +97,8 @@ def train_mnist_model(
     The run is kept in the runs folder (``runs``; see the module docstring) under a name made
     from a hash of its whole configuration: the same call in another cell, chapter or the
     CLI resumes it or loads it; any other setting trains anew. (For a run that is not
-    cached, build the model and call `fit`.)
+    cached, build the model and call `fit`.) Training stops at the wall-clock cap
+    (``max_minutes``, default the run budget's; see `fit`); calling again continues.
     The model is returned in eval mode on ``device``.
     """
     if kind not in ("ae", "vae"):
@@ -125,7 +127,7 @@ def train_mnist_model(
     }
     history = fit(model, loss, data, epochs=epochs, batch_size=batch_size, device=device,
                   optimizer=adam(model.parameters(), lr=lr), on_step=annealing,
-                  checkpoint=run_path(config, runs), config=config, progress=progress)
+                  checkpoint=run_path(config, runs), config=config, progress=progress, max_minutes=max_minutes)
     return model.eval(), history
 
 
