@@ -1,6 +1,5 @@
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import torch

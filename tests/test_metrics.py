@@ -18,7 +18,7 @@ class FixedLogits(torch.nn.Module):
 
 
 def test_classifier_confidence_counts_and_spreads():
-    sure, unsure = 10.0, 0.0
+    sure = 10.0
     logits = torch.zeros(4, 3)
     logits[0, 0] = logits[1, 1] = logits[2, 1] = sure  # three confident (classes 0, 1, 1), one uniform
     r = vaelib.classifier_confidence(FixedLogits(logits), torch.zeros(4, 1, 2, 2), threshold=0.9)
