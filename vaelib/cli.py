@@ -37,7 +37,7 @@ def train(args) -> dict:
     epochs = args.epochs if args.epochs is not None else budget.pick(smoke=1, default=20, full=100)
     limit = args.limit if args.limit is not None else budget.pick(smoke=2000, default=None, full=None)
     out = Path(args.out)
-    runs = out.parent / (out.name + ".runs")  # an interrupted or capped run resumes from here
+    runs = _runs_for(out)  # an interrupted or capped run resumes from here
     print(f"training {args.model} ({args.arch}, latent {args.latent_dim}) for {epochs} epochs on "
           f"{device}, budget {budget}", file=sys.stderr)
     start = time.perf_counter()
@@ -75,10 +75,15 @@ def evaluate_checkpoint(args) -> dict:
     return result
 
 
+def _runs_for(out: Path) -> Path:
+    """Where `train --out CKPT` keeps its run between calls: ``CKPT.runs/``."""
+    return out.parent / (out.name + ".runs")
+
+
 def _resume_hint(args) -> str:
     if args.command != "train":
         return "nothing was saved"
-    runs = Path(args.out).parent / (Path(args.out).name + ".runs")
+    runs = _runs_for(Path(args.out))
     saved = sorted(runs.glob("*.pt"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
     if not saved:
         return "no epoch had finished, so nothing was saved; the same command starts afresh"
