@@ -120,6 +120,20 @@ def test_vae_loss_is_the_negative_mean_elbo():
     assert torch.allclose(a, b)
 
 
+def test_vae_loss_with_monte_carlo_kl_is_the_monte_carlo_elbo():
+    torch.manual_seed(1)
+    model = vaelib.VAE(latent_dim=3, hidden=(8,), image_shape=(1, 3, 3)).double()
+    x = torch.bernoulli(torch.full((5, 1, 3, 3), 0.5, dtype=DT))
+    torch.manual_seed(2)
+    a = vaelib.vae_loss(model, x, analytic_kl=False)
+    torch.manual_seed(2)
+    assert torch.equal(a, -vaelib.elbo(model, x, analytic_kl=False).elbo.mean())
+    torch.manual_seed(2)
+    assert not torch.equal(a, vaelib.vae_loss(model, x))  # the closed form differs from one draw
+    with pytest.raises(ValueError, match="free bits clamp the closed-form KL"):
+        vaelib.vae_loss(model, x, free_bits=0.5, analytic_kl=False)
+
+
 def test_mean_over_pixels_with_summed_kl_is_beta_784():
     torch.manual_seed(3)
     model = vaelib.VAE(latent_dim=4, hidden=(16,))

@@ -20,6 +20,8 @@ VARIANTS = {
     "beta": dict(beta=2.0),
     "free_bits": dict(free_bits=0.25),
     "kl_warmup_steps": dict(kl_warmup_steps=2),
+    "analytic_kl": dict(analytic_kl=False),
+    "val_limit": dict(val_limit=100),  # validation draws random numbers, so later epochs differ
     "dataset": dict(dataset="fashion_mnist"),
     "binarize": dict(binarize="static"),
     "limit": dict(limit=128),
@@ -57,7 +59,8 @@ def test_changing_any_one_field_trains_a_new_run(base_run, tmp_path, field):
     variant, _ = vaelib.train_mnist_model(**{**BASE, **VARIANTS[field]}, runs=local)
     new = set(local.iterdir()) - before
     assert len(new) == 1, f"changing {field} did not give a run of its own"
-    if sum(p.numel() for p in variant.parameters()) == sum(p.numel() for p in model.parameters()):
+    same_shape = sum(p.numel() for p in variant.parameters()) == sum(p.numel() for p in model.parameters())
+    if same_shape and field != "val_limit":  # one epoch ends before the first validation
         assert not torch.equal(weights(variant), weights(model)), f"changing {field} returned the stored model"
 
 
@@ -119,3 +122,10 @@ def test_the_classifier_is_cached_and_learns(tmp_path):
     with torch.no_grad():
         accuracy = (a(test.x).argmax(1) == test.y).float().mean().item()
     assert accuracy > 0.5  # 10 % by chance
+
+
+def test_validation_is_recorded_per_epoch(tmp_path):
+    _, history = vaelib.train_mnist_model(**{**BASE, "epochs": 2, "val_limit": 200}, runs=tmp_path)
+    assert len(history["val_loss"]) == 2 and all(100 < v < 600 for v in history["val_loss"])
+    with pytest.raises(ValueError, match="val_limit must be a positive number"):
+        vaelib.train_mnist_model(**{**BASE, "val_limit": 0}, runs=tmp_path)

@@ -52,18 +52,22 @@ def elbo(model, x: torch.Tensor, n_samples: int = 1, beta: float = 1.0, analytic
     return ELBOTerms(recon, kl, recon - beta * kl)
 
 
-def vae_loss(model, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:
+def vae_loss(model, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
+             analytic_kl: bool = True) -> torch.Tensor:
     """The training loss -mean_n [recon_n - beta * KL_n] for a batch, in nats per image (a scalar).
 
-    ``beta`` weights the KL term (beta = 1 is the ELBO: then this is ``-elbo(model, x).elbo.mean()``).
-    ``free_bits`` (lambda, nats per latent dimension) replaces each dimension's batch-averaged KL
-    by max(KL_j, lambda), so the optimiser gains nothing by pushing a dimension's KL below lambda
-    (Kingma et al., 2016).
+    ``beta`` weights the KL term (beta = 1 is the ELBO: then this is ``-elbo(model, x).elbo.mean()``),
+    whose KL is the closed form or, with ``analytic_kl=False``, its one-sample Monte Carlo
+    estimate (see `elbo`). ``free_bits`` (lambda, nats per latent dimension) replaces each
+    dimension's batch-averaged KL by max(KL_j, lambda), so the optimiser gains nothing by pushing
+    a dimension's KL below lambda (Kingma et al., 2016); it needs the closed-form KL.
     """
     if beta < 0 or free_bits < 0:
         raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
     if free_bits == 0:
-        return -elbo(model, x, beta=beta).elbo.mean()
+        return -elbo(model, x, beta=beta, analytic_kl=analytic_kl).elbo.mean()
+    if not analytic_kl:
+        raise ValueError("free bits clamp the closed-form KL of each dimension; use analytic_kl=True")
     q = model.encode(x)
     recon = model.log_likelihood(x, model.decode(q.rsample())).mean()
     kl_dims = kl_normal_per_dim(q.mu, q.logvar).mean(0).clamp(min=free_bits)  # (d,), batch-averaged
