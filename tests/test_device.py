@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vaelib
-from vaelib.device import RunBudget
+from vaelib.device import PRECISION_ENV, RunBudget, training_dtype
 
 
 @pytest.fixture
@@ -109,3 +109,25 @@ def test_each_budget_has_a_wall_clock_cap_and_one_setting_overrides_it(monkeypat
         monkeypatch.setenv("VAELIB_MAX_MINUTES", bad)
         with pytest.raises(ValueError, match="VAELIB_MAX_MINUTES=.* is not a positive number of minutes"):
             RunBudget("default", "test").max_minutes
+
+
+@pytest.mark.parametrize("native, device, expected", [
+    (True, "cpu", torch.bfloat16), (False, "cpu", torch.float32), (True, "cuda", torch.float32),
+    (True, "mps", torch.float32)])
+def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native, device, expected):
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert training_dtype(device) == expected
+
+
+def test_precision_setting_and_argument_override_auto(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setenv(PRECISION_ENV, "fp32")
+    assert training_dtype("cpu") == torch.float32
+    assert training_dtype("cpu", "bf16") == torch.bfloat16  # the argument wins over the setting
+    monkeypatch.setenv(PRECISION_ENV, "half")
+    with pytest.raises(ValueError, match="VAELIB_PRECISION='half' is not one of"):
+        training_dtype("cpu")
+    with pytest.raises(ValueError, match="precision='fp16' is not one of"):
+        training_dtype("cpu", "fp16")

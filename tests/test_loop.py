@@ -174,9 +174,12 @@ def test_batches_move_any_data_to_the_device_in_order():
     assert all(b[0].device.type == "cpu" for b in memory)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path):
+@pytest.mark.parametrize("make_optimizer", [vaelib.loop.adam, lambda p: torch.optim.SGD(p, lr=0.1)],
+                         ids=["fused-adam-deferred-check", "sgd-checked-every-step"])
+def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path, make_optimizer):
     train, _ = regression_data(64)  # 4 batches of 16 per epoch
     model = nn.Linear(3, 1)
+    optimizer = make_optimizer(model.parameters())
     calls = {"n": 0}
     snapshot = {}
 
@@ -188,15 +191,39 @@ def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path):
         return mse(model, batch)
 
     with pytest.raises(NonFiniteLossError) as info:
-        vaelib.fit(model, loss_fn, train, epochs=3, batch_size=16, device="cpu",
+        vaelib.fit(model, loss_fn, train, epochs=3, batch_size=16, device="cpu", optimizer=optimizer,
                    checkpoint=tmp_path / "c.pt", progress=False)
     err = info.value
+    assert not hasattr(optimizer, "found_inf")  # the skip flag is not left on the caller's optimizer
+    if isinstance(optimizer, torch.optim.Adam):  # steps 3 and 4 of epoch 2 were skipped, not counted
+        assert all(int(st["step"]) == 6 for st in optimizer.state.values())
     assert (err.epoch, err.step) == (2, 3)
     assert "epoch 2, step 3" in str(err) and "nan" in str(err) and "last good" in str(err)
     assert err.history["epoch"] == [1]
     for k, v in model.state_dict().items():
         assert torch.equal(v, snapshot["state"][k]) and torch.isfinite(v).all()
     assert torch.load(tmp_path / "c.pt", weights_only=True)["epoch"] == 1
+
+
+def test_fused_optimizer_reads_back_once_per_epoch_not_per_step(monkeypatch):
+    """No host synchronisation per step: with the default (fused) Adam and no progress line,
+    the loss and the guard's values are read back from the device once per epoch."""
+    train, _ = regression_data(64)  # 4 steps per epoch
+    reads = {"n": 0}
+    tolist = torch.Tensor.tolist
+
+    def counting_tolist(self):
+        reads["n"] += 1
+        return tolist(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+    history = vaelib.fit(nn.Linear(3, 1), mse, train, epochs=3, batch_size=16, device="cpu", progress=False)
+    assert reads["n"] == 3 and len(history["loss"]) == 3
+    reads["n"] = 0
+    model = nn.Linear(3, 1)
+    vaelib.fit(model, mse, train, epochs=3, batch_size=16, device="cpu", progress=False,
+               optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert reads["n"] == 12  # an optimizer without found_inf is checked before every step
 
 
 def test_non_finite_gradient_is_caught_too():
@@ -328,3 +355,32 @@ def test_two_processes_never_write_one_checkpoint_at_once(tmp_path):
         out, _ = first.communicate(timeout=60)
     assert first.returncode == 0 and out.strip() == "done"
     assert not (tmp_path / "shared.pt.lock").exists()
+
+
+def test_bf16_training_step_matches_fp32_and_keeps_fp32_state():
+    """precision="bf16" runs only the matrix products in bf16: the loss and the gradient agree with
+    fp32 to bf16's precision (8 significant bits, so within a few per cent), and weights, optimizer
+    state and the returned losses stay fp32."""
+    vaelib.seed_everything(0)
+    x = (torch.rand(64, 1, 28, 28) > 0.5).float()
+    model = vaelib.VAE(latent_dim=4, hidden=(32,))
+    grads = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same noise eps for both
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            loss = vaelib.vae_loss(model, x)
+        assert loss.dtype == torch.float32
+        loss.backward()
+        grads[dtype] = (loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()]))
+    (l32, g32), (l16, g16) = grads[torch.float32], grads[torch.bfloat16]
+    assert not torch.equal(g16, g32)  # the products did run in bf16
+    assert abs(l16 - l32) < 0.01 * abs(l32)
+    assert (g16 - g32).norm() < 0.03 * g32.norm()
+    assert torch.nn.functional.cosine_similarity(g16, g32, dim=0) > 0.999
+    optimizer = vaelib.loop.adam(model.parameters())
+    history = vaelib.fit(model, lambda m, b: vaelib.vae_loss(m, b[0]), InMemoryData(x, torch.zeros(64)),
+                         epochs=3, batch_size=16, device="cpu", optimizer=optimizer, precision="bf16", progress=False)
+    assert history["loss"][-1] < history["loss"][0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(v.dtype == torch.float32 for st in optimizer.state.values() for k, v in st.items() if k != "step")

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .data import InMemoryData
-from .device import MAX_MINUTES_ENV, get_device, run_budget
+from .device import MAX_MINUTES_ENV, get_device, run_budget, training_dtype
 from .progress import ProgressLine
 
 History = dict  # {"epoch": [1, 2, ...], "loss": [...], "val_loss": [...], "seconds": [...]}
@@ -216,34 +216,83 @@ def _stop(epoch: int, step: int, loss: float, norm: float, path: Path | None, hi
         epoch=epoch, step=step, value=loss if not math.isfinite(loss) else norm, history=history)
 
 
-def _train_epoch(model, loss_fn, train, optimizer, *, batch_size, device, max_norm, on_step, steps,
-                 show: Callable[[int, float], None], stop: Callable[[int, float, float], Exception]):
-    """One pass over ``train``; returns (example-weighted means of the metrics, steps done so far)."""
+_DEFER_ON_CPU = False  # tests turn this on to exercise the accelerator's guard on the CPU
+
+
+def _grad_norm(params: list[torch.Tensor], max_norm: float, like: torch.Tensor) -> torch.Tensor:
+    """The gradients' total 2-norm, clipping them to ``max_norm`` when it is finite."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return like.new_zeros(())
+    if math.isinf(max_norm) and hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: no rescaling pass
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _train_epoch(model, loss_fn, train, optimizer, *, batch_size, device, dtype, max_norm, on_step, steps,
+                 show: Callable[[int, float], None], due: Callable[[], bool],
+                 stop: Callable[[int, float, float], Exception]):
+    """One pass over ``train``; returns (example-weighted means of the metrics, steps done so far).
+
+    The guard against a non-finite loss or gradient reads values back from the device. With a
+    fused optimizer (the default `adam`) it does so only when the progress line is redrawn and
+    at the end of the epoch, not at every step: each step's values stay on the device, and a
+    sticky flag passed to the optimizer as ``found_inf`` (the hook ``torch.amp.GradScaler``
+    uses) makes the kernel skip the first non-finite step's update and every one after it. So
+    the model still keeps the weights of the last good step. Any other optimizer is checked
+    before every step.
+    """
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    products = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
+                else contextlib.nullcontext())  # the forward's matrix products in bf16 (`training_dtype`)
+    # read back every step on the CPU (free there); on an accelerator only with fused kernels (found_inf)
+    deferred = bool(getattr(optimizer, "defaults", {}).get("fused")) and (device.type != "cpu" or _DEFER_ON_CPU)
     model.train()
     sums: dict[str, float] = {}
     count = 0
-    for step, batch in enumerate(batches(train, batch_size, device, shuffle=True), start=1):
-        if on_step is not None:
-            on_step(steps)
-        optimizer.zero_grad(set_to_none=True)
-        metrics = _metrics(loss_fn(model, batch))
-        loss = metrics["loss"]
-        if loss.requires_grad:
-            loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else loss.new_zeros(())
-        # one device-to-host copy per step for the guard and the logs
-        norm_value, *values = torch.stack([norm.to(loss.device)] + [v.detach().reshape(()) for v in metrics.values()]).tolist()
-        if not (math.isfinite(values[0]) and math.isfinite(norm_value)):
+    pending: list[tuple[int, int, torch.Tensor]] = []  # (step, batch size, [norm, *metrics]) not yet read
+    flag = None  # 1.0 once any step so far was non-finite (on the device)
+
+    def read_back() -> None:  # the one device-to-host copy: raise on the first bad step, else add up
+        nonlocal count
+        rows = torch.stack([row for _, _, row in pending]).tolist()
+        for (step, n, _), (norm_value, *values) in zip(pending, rows):
+            if not (math.isfinite(values[0]) and math.isfinite(norm_value)):
+                optimizer.zero_grad(set_to_none=True)
+                raise stop(step, values[0], norm_value)
+            for k, v in zip(metrics, values):
+                sums[k] = sums.get(k, 0.0) + v * n
+            count += n
+        pending.clear()
+
+    try:
+        for step, batch in enumerate(batches(train, batch_size, device, shuffle=True), start=1):
+            if on_step is not None:
+                on_step(steps)
             optimizer.zero_grad(set_to_none=True)
-            raise stop(step, values[0], norm_value)
-        optimizer.step()
-        steps += 1
-        n = batch_size_of(batch)
-        for k, v in zip(metrics, values):
-            sums[k] = sums.get(k, 0.0) + v * n
-        count += n
-        show(step, sums["loss"] / count)
+            with products:
+                metrics = _metrics(loss_fn(model, batch))
+            loss = metrics["loss"]
+            if loss.requires_grad:
+                loss.backward()
+            norm = _grad_norm(params, max_norm, loss)
+            row = torch.stack([norm.to(loss.device)] + [v.detach().reshape(()) for v in metrics.values()])
+            pending.append((step, batch_size_of(batch), row))
+            if deferred:
+                bad = (~torch.isfinite(row).all()).float()
+                flag = bad if flag is None else torch.maximum(flag, bad)
+                optimizer.found_inf = flag
+            if not deferred or due():
+                read_back()
+                if count:
+                    show(step, sums["loss"] / count)
+            optimizer.step()
+            steps += 1
+        if pending:
+            read_back()
+    finally:
+        if deferred and hasattr(optimizer, "found_inf"):
+            del optimizer.found_inf  # leave the caller's optimizer as it was
     if count == 0:
         raise ValueError("fit got no training batches: the training data is empty")
     return {k: v / count for k, v in sums.items()}, steps
@@ -279,6 +328,7 @@ def fit(
     on_step: Callable[[int], None] | None = None,
     progress: bool = True,
     max_minutes: float | None = None,
+    precision: str | None = None,
 ) -> History:
     """Train ``model`` to minimise ``loss_fn`` over ``train`` for ``epochs`` passes.
 
@@ -306,6 +356,9 @@ def fit(
             prints how far it got; calling it again continues. Defaults to the run budget's
             cap (`RunBudget.max_minutes`: ``$VAELIB_MAX_MINUTES``, else 0.5 / 6 / 10 minutes);
             ``math.inf`` for none.
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"``, the dtype of the training step's matrix
+            products (`vaelib.device.training_dtype`; default ``$VAELIB_PRECISION``, else auto:
+            bf16 on a CPU with native bf16, fp32 elsewhere). Weights, losses and evaluation stay fp32.
 
     Returns:
         the history: ``{"epoch": [...], "loss": [...], <other metrics>, "val_loss": [...],
@@ -325,6 +378,7 @@ def fit(
     max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
     path = Path(checkpoint) if checkpoint is not None else None
     cap = run_budget(device).max_minutes if max_minutes is None else float(max_minutes)
+    dtype = training_dtype(device, precision)
     with ckpt.exclusive(path) if path is not None else contextlib.nullcontext():  # one writer per file
         history: History = {}
         start = steps = 0
@@ -340,10 +394,11 @@ def fit(
                     break
                 t0, steps_before = time.perf_counter(), steps
                 row, steps = _train_epoch(
-                    model, loss_fn, train, optimizer, batch_size=batch_size, device=device, max_norm=max_norm,
+                    model, loss_fn, train, optimizer, batch_size=batch_size, device=device, dtype=dtype, max_norm=max_norm,
                     on_step=on_step, steps=steps,
                     show=lambda step, loss: line.show(f"epoch {epoch}/{epochs}: {step}{of} batches, "
                                                       f"{time.perf_counter() - t0:.0f} s, loss={loss:.4g}"),
+                    due=line.due,
                     stop=lambda step, loss, norm: _stop(epoch, step, loss, norm, path, history))
                 if val is not None:
                     row.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})

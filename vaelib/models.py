@@ -148,7 +148,7 @@ class _ImageModel(nn.Module):
         (samples, batch, a grid) are kept."""
         if z.dim() < 1 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"z must be (..., {self.latent_dim}), got {tuple(z.shape)}")
-        out = self.decoder(z.reshape(-1, self.latent_dim))
+        out = self.decoder(z.reshape(-1, self.latent_dim)).to(z.dtype)  # fp32 out of a bf16 autocast
         return out.reshape(*z.shape[:-1], *self.image_shape)
 
     @torch.no_grad()
@@ -222,7 +222,7 @@ class Autoencoder(_ImageModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The code z, ``(N, latent_dim)``."""
         self.check_input(x)
-        return self.encoder(x)
+        return self.encoder(x).to(x.dtype)
 
     def _code(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)
@@ -255,7 +255,7 @@ class VAE(_ImageModel):
     def encode(self, x: torch.Tensor) -> DiagonalNormal:
         """q(z | x): a `DiagonalNormal` with batch shape ``(N,)`` and event shape ``(d,)``."""
         self.check_input(x)
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        mu, logvar = self.encoder(x).to(x.dtype).chunk(2, dim=-1)  # fp32 out of a bf16 autocast
         return DiagonalNormal(mu, logvar)
 
     def prior(self) -> DiagonalNormal:

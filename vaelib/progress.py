@@ -48,6 +48,10 @@ class ProgressLine:
         if time.monotonic() - self._last >= self.min_interval:
             self._draw()
 
+    def due(self) -> bool:
+        """True when `show` would redraw now (so a caller can skip computing the text)."""
+        return self.mode in ("notebook", "terminal") and time.monotonic() - self._last >= self.min_interval
+
     def epoch_done(self, text: str) -> None:
         self.text = text
         if self.mode == "log":
