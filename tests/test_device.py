@@ -111,6 +111,15 @@ def test_each_budget_has_a_wall_clock_cap_and_one_setting_overrides_it(monkeypat
             RunBudget("default", "test").max_minutes
 
 
+def test_a_cell_with_several_runs_shares_one_cap(monkeypatch):
+    monkeypatch.setenv("VAELIB_MAX_MINUTES", "0.5")
+    budget = RunBudget("full", "test")
+    assert budget.run_cap() == 0.5 and budget.run_cap(2) == 0.25 and budget.run_cap(6) * 6 == pytest.approx(0.5)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="runs must be a positive int"):
+            budget.run_cap(bad)
+
+
 @pytest.mark.parametrize("native, device, expected", [
     (True, "cpu", torch.bfloat16), (False, "cpu", torch.float32), (True, "cuda", torch.float32),
     (True, "mps", torch.float32)])

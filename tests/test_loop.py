@@ -176,7 +176,8 @@ def test_batches_move_any_data_to_the_device_in_order():
 
 @pytest.mark.parametrize("make_optimizer", [vaelib.loop.adam, lambda p: torch.optim.SGD(p, lr=0.1)],
                          ids=["fused-adam-deferred-check", "sgd-checked-every-step"])
-def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path, make_optimizer):
+def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path, make_optimizer, monkeypatch):
+    monkeypatch.setattr(vaelib.loop, "_DEFER_ON_CPU", True)  # fused Adam: the accelerator's deferred check
     train, _ = regression_data(64)  # 4 batches of 16 per epoch
     model = nn.Linear(3, 1)
     optimizer = make_optimizer(model.parameters())
@@ -206,8 +207,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_weights(tmp_path, make_optimi
 
 
 def test_fused_optimizer_reads_back_once_per_epoch_not_per_step(monkeypatch):
-    """No host synchronisation per step: with the default (fused) Adam and no progress line,
-    the loss and the guard's values are read back from the device once per epoch."""
+    """No host synchronisation per step on an accelerator: with the default (fused) Adam and no
+    progress line, the loss and the guard's values are read back once per epoch."""
     train, _ = regression_data(64)  # 4 steps per epoch
     reads = {"n": 0}
     tolist = torch.Tensor.tolist
@@ -217,6 +218,7 @@ def test_fused_optimizer_reads_back_once_per_epoch_not_per_step(monkeypatch):
         return tolist(self)
 
     monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+    monkeypatch.setattr(vaelib.loop, "_DEFER_ON_CPU", True)  # the accelerator's path, run on the CPU
     history = vaelib.fit(nn.Linear(3, 1), mse, train, epochs=3, batch_size=16, device="cpu", progress=False)
     assert reads["n"] == 3 and len(history["loss"]) == 3
     reads["n"] = 0

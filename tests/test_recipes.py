@@ -26,7 +26,8 @@ VARIANTS = {
     "binarize": dict(binarize="static"),
     "limit": dict(limit=128),
     "batch_size": dict(batch_size=64),
-    "lr": dict(lr=1.0001e-3),  # prints as 0.001 with :g; the cache must still tell them apart
+    "lr": dict(lr=1.0001e-3),
+    "lr_decay": dict(lr_decay=True),  # prints as 0.001 with :g; the cache must still tell them apart
     "seed": dict(seed=1),
 }
 
@@ -129,3 +130,17 @@ def test_validation_is_recorded_per_epoch(tmp_path):
     assert len(history["val_loss"]) == 2 and all(100 < v < 600 for v in history["val_loss"])
     with pytest.raises(ValueError, match="val_limit must be a positive number"):
         vaelib.train_mnist_model(**{**BASE, "val_limit": 0}, runs=tmp_path)
+
+
+def test_lr_decay_falls_linearly_to_zero_and_resumes_with_the_run(tmp_path):
+    """lr_decay: lr (1 - step / total steps); a run stopped by the cap continues the schedule."""
+    settings = {**BASE, "epochs": 2, "lr_decay": True, "lr": 2e-3, "runs": tmp_path}
+    _, history = vaelib.train_mnist_model(**settings, max_minutes=1e-9)  # the cap stops it after epoch 1
+    (path,) = tmp_path.glob("vae-*.pt")
+    lr_of = lambda: torch.load(path, weights_only=True)["optimizer"]["param_groups"][0]["lr"]  # noqa: E731
+    assert history["epoch"] == [1]
+    steps = 256 // 128  # per epoch; the stored lr is the one set before the epoch's last step
+    assert lr_of() == pytest.approx(2e-3 * (1 - (steps - 1) / (2 * steps)))
+    _, history = vaelib.train_mnist_model(**settings)
+    assert history["epoch"] == [1, 2]
+    assert lr_of() == pytest.approx(2e-3 * (1 - (2 * steps - 1) / (2 * steps)))

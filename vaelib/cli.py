@@ -43,7 +43,7 @@ def train(args) -> dict:
     start = time.perf_counter()
     model, history = train_mnist_model(
         args.model, args.latent_dim, epochs=epochs, arch=args.arch, hidden=args.hidden,
-        batch_size=args.batch_size, lr=args.lr, limit=limit, seed=args.seed, device=device,
+        batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, limit=limit, seed=args.seed, device=device,
         runs=runs, data_root=args.data, max_minutes=args.max_minutes)
     save_model(model.cpu(), out)
     done = history["epoch"][-1] if history else 0
@@ -103,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="default from the run budget: smoke 1, default 20, full 100")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-decay", action="store_true", help="let the learning rate fall linearly to 0 over the epochs")
     t.add_argument("--limit", type=int, help="use only the first N training images (smoke: 2000)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data", help="data folder (default: $VAELIB_DATA, else ~/.cache/vaelib/data)")

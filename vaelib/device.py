@@ -121,6 +121,14 @@ class RunBudget:
                              "set it to, say, 30 (or inf for no cap), or unset it")
         return minutes
 
+    def run_cap(self, runs: int = 1) -> float:
+        """The cap of each of ``runs`` training runs made by one notebook cell: the cell shares one
+        cap (`max_minutes`) equally, so a cell that trains several models is bounded like one that
+        trains one. Pass it as ``max_minutes=`` to `fit` or a recipe."""
+        if not isinstance(runs, int) or runs < 1:
+            raise ValueError(f"runs must be a positive int, got {runs!r}")
+        return self.max_minutes / runs
+
     def __str__(self) -> str:
         return f"{self.mode} ({self.reason})"
 

@@ -88,6 +88,7 @@ def train_mnist_model(
     val_limit: int | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
+    lr_decay: bool = False,
     seed: int = 0,
     device: torch.device | str | None = None,
     runs: str | os.PathLike | None = None,
@@ -103,7 +104,8 @@ def train_mnist_model(
     estimates the KL by Monte Carlo), with a
     ``likelihood`` decoder, on the first ``limit`` training images of ``dataset`` (``"mnist"``
     or ``"fashion_mnist"``) binarised as ``binarize`` (``"dynamic"``, ``"static"`` or None for
-    grey levels), by Adam with learning rate ``lr``. ``hidden`` defaults to (512, 256) for
+    grey levels), by Adam with learning rate ``lr`` (with ``lr_decay``, falling linearly from ``lr``
+    to 0 over the ``epochs`` asked for: a short run ends as if annealed). ``hidden`` defaults to (512, 256) for
     ``mlp`` and (32, 64) for ``conv``. With ``val_limit``, the loss on the first ``val_limit``
     test images (statically binarised where training binarises) is in the history as
     ``val_loss`` after every epoch.
@@ -126,6 +128,15 @@ def train_mnist_model(
     data = _training_data(dataset, binarize, limit, data_root)
     val = _validation_data(dataset, binarize, val_limit, data_root)
     annealing = LinearAnnealing(kl_warmup_steps, end=beta) if kl_warmup_steps else None
+    optimizer = adam(model.parameters(), lr=lr)
+    decay = LinearAnnealing(max(1, epochs * data.num_batches(batch_size)), start=lr, end=0.0) if lr_decay else None
+
+    def on_step(step: int) -> None:  # both schedules count optimizer steps, so a resumed run resumes them
+        if annealing is not None:
+            annealing(step)
+        if decay is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = decay.at(step)
     if kind == "ae":
         def loss(m, batch):
             return m.reconstruction_loss(batch[0]).mean()
@@ -139,12 +150,13 @@ def train_mnist_model(
                  "analytic_kl": bool(analytic_kl)},
         "data": _data_config(data, dataset, binarize, limit),
         "val": None if val is None else {"n": len(val), "fingerprint": val.fingerprint()},
-        "optimizer": {"name": "adam", "lr": float(lr), "batch_size": int(batch_size)},
+        "optimizer": {"name": "adam", "lr": float(lr), "batch_size": int(batch_size),
+                      "lr_decay": f"linear to 0 over {epochs} epochs" if lr_decay else None},
         "seed": seed,
         "vaelib": __version__,
     }
     history = fit(model, loss, data, epochs=epochs, val=val, batch_size=batch_size, device=device,
-                  optimizer=adam(model.parameters(), lr=lr), on_step=annealing,
+                  optimizer=optimizer, on_step=on_step,
                   checkpoint=run_path(config, runs), config=config, progress=progress, max_minutes=max_minutes)
     return model.eval(), history
 
