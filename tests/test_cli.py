@@ -46,9 +46,11 @@ def test_train_then_evaluate_a_vae(smoke, tmp_path, capsys):
 def test_train_and_evaluate_a_conv_autoencoder(smoke, tmp_path, capsys):
     out = tmp_path / "ae.pt"
     code, _, stderr = run(capsys, "train", "--model", "ae", "--arch", "conv", "--latent-dim", "2",
-                          "--hidden", "4", "8", "--limit", "256", "--out", str(out))
+                          "--hidden", "4", "8", "--limit", "256", "--lr-decay", "--out", str(out))
     assert code == 0, stderr
     assert isinstance(vaelib.load_model(out), vaelib.Autoencoder)
+    (run_file,) = (tmp_path / "ae.pt.runs").glob("ae-*.pt")  # the recipe's run, with the decay in its configuration
+    assert "linear to 0" in torch.load(run_file, weights_only=True)["config"]["optimizer"]["lr_decay"]
     code, stdout, _ = run(capsys, "evaluate", str(out), "--limit", "100")
     assert code == 0 and json.loads(stdout)["test_recon_loss"] > 0
 
