@@ -234,13 +234,14 @@ def _train_epoch(model, loss_fn, train, optimizer, *, batch_size, device, dtype,
                  stop: Callable[[int, float, float], Exception]):
     """One pass over ``train``; returns (example-weighted means of the metrics, steps done so far).
 
-    The guard against a non-finite loss or gradient reads values back from the device. With a
-    fused optimizer (the default `adam`) it does so only when the progress line is redrawn and
-    at the end of the epoch, not at every step: each step's values stay on the device, and a
-    sticky flag passed to the optimizer as ``found_inf`` (the hook ``torch.amp.GradScaler``
-    uses) makes the kernel skip the first non-finite step's update and every one after it. So
-    the model still keeps the weights of the last good step. Any other optimizer is checked
-    before every step.
+    The guard against a non-finite loss or gradient reads values back from the device. On an
+    accelerator with a fused optimizer (the default `adam`) it does so only when the progress
+    line is redrawn and at the end of the epoch, not at every step: each step's values stay on
+    the device, and a sticky flag passed to the optimizer as ``found_inf`` (the hook
+    ``torch.amp.GradScaler`` uses) makes the kernel skip the first non-finite step's update and
+    every one after it, so the model still keeps the weights of the last good step. On the CPU
+    (where reading back costs nothing) and with any other optimizer, every step is checked
+    before its update.
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     products = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
