@@ -97,7 +97,10 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint(tmp_path):
     env = {**os.environ, "CI": "true"}
     proc = subprocess.Popen([sys.executable, "-m", "vaelib", "train", "--latent-dim", "2", "--hidden", "16",
                              "--limit", "1024", "--epochs", "500", "--max-minutes", "5", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # a shell without job control starts background jobs with SIGINT ignored, and
+                            # Python then never raises KeyboardInterrupt: give the child the default handling
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     runs = tmp_path / "vae.pt.runs"
     try:
         deadline = time.monotonic() + 60
