@@ -111,8 +111,8 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint(tmp_path):
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130
-    assert "Traceback" not in stderr
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
     (checkpoint,) = runs.glob("*.pt")
     assert stderr.strip().splitlines()[-1] == f"interrupted: the same command continues from {checkpoint} (the last finished epoch)"
     assert not list(runs.glob("*.lock")) and not list(runs.glob("*.tmp"))

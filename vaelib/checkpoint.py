@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -22,20 +24,47 @@ import numpy as np
 import torch
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for the block and raise it after, so a save is never cut in half.
+
+    Only the main thread can set signal handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj, path)`` through a unique temporary file and ``os.replace``; returns ``path``."""
+    """``torch.save(obj, path)`` through a unique temporary file and ``os.replace``; returns ``path``.
+
+    Ctrl-C during the save takes effect once the file is complete (the write is never torn).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _sigint_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(obj, tmp)  # by name: PyTorch's own writer, no Python callbacks mid-write
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
