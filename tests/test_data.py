@@ -59,6 +59,8 @@ def test_dynamic_binarisation_draws_fresh_images(mnist_train):
     grey = mnist_train.x[:8]
     draws = torch.stack([d[slice(0, 8)][0] for _ in range(2000)]).mean(0)
     assert (draws - grey).abs().max() < 4 * 0.5 / 2000**0.5
+    assert torch.equal(draws[grey == 0], grey[grey == 0]) and torch.equal(draws[grey == 1], grey[grey == 1])
+    assert first[0].dtype == mnist_train.x.dtype
 
 
 def test_fashion_mnist_loads():
