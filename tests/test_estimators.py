@@ -49,6 +49,24 @@ def test_quadratic_variances_match_the_closed_forms(k):
     assert got_sf == pytest.approx(want_sf.item(), rel=0.05)
 
 
+@pytest.mark.parametrize("baseline", [None, "mean", "optimal"])
+@pytest.mark.parametrize("mu,sigma,k", [(1.0, 1.0, 2.5), (0.5, 2.0, -1.0)])
+def test_baseline_variances_match_monte_carlo(baseline, mu, sigma, k):
+    # the closed forms against the empirical variance of (f(z) - b) * score with the exact b
+    torch.manual_seed(4)
+    a = mu - k
+    b = {None: 0.0, "mean": a**2 + sigma**2, "optimal": a**2 + 3 * sigma**2}[baseline]
+    f = lambda z: (z - k) ** 2 - b  # noqa: E731
+    m, log_s = torch.tensor([mu], dtype=DT), torch.tensor([math.log(sigma)], dtype=DT)
+    got = gradient_stats(score_function_grad(f, m, log_s, 1_000_000)[0]).variance.item()
+    want = quadratic_cost_variances(mu, sigma, k, baseline=baseline)[1].item()
+    assert got == pytest.approx(want, rel=0.03)
+    # and b* is the minimiser: the variance is a parabola in b with its vertex there
+    if baseline == "optimal":
+        for other in (None, "mean"):
+            assert want < quadratic_cost_variances(mu, sigma, k, baseline=other)[1].item()
+
+
 def test_course_plan_values_at_mu_sigma_one_k_zero():
     pathwise, score = quadratic_cost_variances(1.0, 1.0, 0.0)
     assert (pathwise.item(), score.item()) == (4.0, 30.0)

@@ -136,14 +136,22 @@ def gradient_stats(estimates: torch.Tensor) -> GradientStats:
     )
 
 
-def quadratic_cost_variances(mu: float, sigma: float, k) -> tuple[torch.Tensor, torch.Tensor]:
+def quadratic_cost_variances(mu: float, sigma: float, k, baseline: str | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form variances of the one-sample d/dmu estimators for f(z) = (z - k)^2, z ~ N(mu, sigma^2).
 
-    With a = mu - k: pathwise 4 sigma^2; score function a^4 / sigma^2 + 14 a^2 + 15 sigma^2
-    (Mohamed et al. 2020). Returns ``(pathwise, score_function)`` with the shape of ``k``.
+    With a = mu - k: pathwise 4 sigma^2; score function with a constant baseline b,
+    c^2 / sigma^2 + 6 c + 8 a^2 + 15 sigma^2 where c = a^2 - b. ``baseline``: None (b = 0:
+    a^4 / sigma^2 + 14 a^2 + 15 sigma^2, Mohamed et al. 2020), ``"mean"`` (b = E[f] =
+    a^2 + sigma^2: 8 a^2 + 10 sigma^2) or ``"optimal"`` (b* = E[f s^2] / E[s^2] = a^2 + 3 sigma^2,
+    the minimiser: 8 a^2 + 6 sigma^2). Returns ``(pathwise, score_function)`` with the shape of ``k``.
     """
     a = mu - torch.as_tensor(k, dtype=torch.float64)
-    return torch.full_like(a, 4 * sigma**2), a**4 / sigma**2 + 14 * a**2 + 15 * sigma**2
+    offsets = {None: 0.0, "mean": sigma**2, "optimal": 3 * sigma**2}
+    if baseline not in offsets:
+        raise ValueError(f"baseline must be None, 'mean' or 'optimal', got {baseline!r}")
+    c = a**2 - (0.0 if baseline is None else a**2 + offsets[baseline])
+    return torch.full_like(a, 4 * sigma**2), c**2 / sigma**2 + 6 * c + 8 * a**2 + 15 * sigma**2
 
 
 # ---- the same two estimators on a VAE's encoder --------------------------------------------------
