@@ -136,3 +136,36 @@ def test_best_diagonal_q_leaves_the_correlation_gap():
     assert gap == pytest.approx(-0.5 * math.log(1 - rho.item() ** 2), rel=1e-6)
     assert gap == pytest.approx(0.5 * (torch.linalg.inv(S).diagonal().log().sum() + torch.logdet(S)).item(), rel=1e-6)
     assert gap > 0.1
+
+
+def test_importance_estimate_is_exact_with_the_posterior_as_proposal(model, x):
+    # with q = p(z | x) every weight equals p(x): each draw of log p_hat is log p(x), for any S
+    mean, L = model.posterior(x)
+    q = D.MultivariateNormal(mean, scale_tril=L.expand(len(x), -1, -1))
+    torch.manual_seed(0)
+    draws = model.log_importance_estimate(x, q, n_samples=3, repeats=5)
+    assert draws.shape == (5, len(x))
+    assert torch.allclose(draws, model.log_marginal(x).expand_as(draws), atol=1e-10)
+
+
+def test_importance_estimate_is_unbiased_and_its_log_is_the_elbo_at_one_sample(model, x):
+    mean, L = model.posterior(x)
+    mu_q, logvar_q = mean + 0.3, (2 * L.diagonal().log() + 0.5).expand_as(mean)  # a deliberately poor q
+    q = D.Independent(D.Normal(mu_q, (0.5 * logvar_q).exp()), 1)
+    log_px = model.log_marginal(x)
+    torch.manual_seed(1)
+    one = model.log_importance_estimate(x, q, n_samples=1, repeats=200_000)
+    se = one.std(0) / math.sqrt(len(one))
+    assert ((one.mean(0) - model.elbo(x, mu_q, logvar_q)).abs() < 4 * se).all()  # E[log p_hat_1] = ELBO
+    ratio = (one - log_px).exp()  # p_hat / p(x): mean 1, whatever q
+    assert ((ratio.mean(0) - 1).abs() < 4 * ratio.std(0) / math.sqrt(len(ratio))).all()
+    ten = model.log_importance_estimate(x, q, n_samples=10, repeats=20_000).mean(0)
+    assert (one.mean(0) < ten).all() and (ten < log_px).all()  # Jensen: rises with S, stays below
+
+
+def test_importance_estimate_checks_its_proposal(model, x):
+    wrong = D.Independent(D.Normal(torch.zeros(len(x), 2, dtype=DT), 1.0), 1)
+    with pytest.raises(ValueError, match="event shape"):
+        model.log_importance_estimate(x, wrong, n_samples=2)
+    with pytest.raises(ValueError, match="n_samples"):
+        model.log_importance_estimate(x, wrong, n_samples=0)

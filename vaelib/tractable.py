@@ -275,6 +275,26 @@ class LinearGaussianModel:
         """``(N,)`` the ELBO E_q[log p(x|z)] - KL(q || p(z)) for diagonal Gaussian q's, in closed form (nats)."""
         return self.expected_log_likelihood(x, mu_q, logvar_q) - kl_normal(mu_q, logvar_q)
 
+    def log_importance_estimate(self, x, q: torch.distributions.Distribution, n_samples: int,
+                                repeats: int = 1) -> torch.Tensor:
+        """Draws of log p_hat_S(x_n), p_hat_S = (1/S) sum_s p(x_n, z_s) / q(z_s), z_s ~ q: ``(repeats, N)``.
+
+        ``q`` is any distribution over z with batch shape ``(N,)`` and event shape ``(d,)``
+        (a proposal per observation; sampled with PyTorch's global generator). p_hat_S is an
+        unbiased estimate of p(x_n); the mean of its log is at most log p(x_n), equals the
+        ELBO of q at S = 1 and rises towards log p(x_n) as S grows (Burda et al. 2016).
+        """
+        x = self._check_x(x)
+        if n_samples < 1 or repeats < 1:
+            raise ValueError(f"n_samples and repeats must be >= 1, got {n_samples} and {repeats}")
+        if tuple(q.batch_shape) != (x.shape[0],) or tuple(q.event_shape) != (self.d,):
+            raise ValueError(f"q must have batch shape ({x.shape[0]},) and event shape ({self.d},), "
+                             f"got {tuple(q.batch_shape)} and {tuple(q.event_shape)}")
+        z = q.sample((repeats, n_samples)).to(torch.float64)  # (R, S, N, d)
+        log_prior = log_normal(z, torch.zeros_like(z), torch.ones_like(z)).sum(-1)
+        log_w = self.log_likelihood(x, z) + log_prior - q.log_prob(z)
+        return torch.logsumexp(log_w, dim=1) - math.log(n_samples)
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Ancestral sampling: ``z (n, d) ~ N(0, I)``, then ``x (n, D) ~ N(W z + b, sigma^2 I)``."""
         z = torch.randn(n, self.d, dtype=torch.float64, generator=generator).to(self.W.device)
