@@ -169,3 +169,19 @@ def test_importance_estimate_checks_its_proposal(model, x):
         model.log_importance_estimate(x, wrong, n_samples=2)
     with pytest.raises(ValueError, match="n_samples"):
         model.log_importance_estimate(x, wrong, n_samples=0)
+
+
+def test_fisher_identity_on_the_linear_gaussian_model(model, x):
+    # grad_W log p(x) by autograd through the closed-form marginal equals the posterior expectation
+    # of grad_W log p(x, z) = (x - b - W z) z^T / sigma^2, in closed form and by Monte Carlo
+    W = model.W.clone().requires_grad_(True)
+    (autograd,) = torch.autograd.grad(LinearGaussianModel(W, model.b, model.noise_std).log_marginal(x).sum(), W)
+    m, L = model.posterior(x)
+    r = x - model.b
+    closed = (r.T @ m - model.W @ (len(x) * L @ L.T + m.T @ m)) / model.noise_std**2
+    assert torch.allclose(autograd, closed, atol=1e-10)
+    torch.manual_seed(0)
+    z = D.MultivariateNormal(m, scale_tril=L.expand(len(x), -1, -1)).sample((20_000,))  # (S, N, d)
+    per_sample = torch.einsum("snD,snd->sDd", r - z @ model.W.T, z) / model.noise_std**2
+    se = per_sample.std(0) / math.sqrt(len(z))
+    assert ((per_sample.mean(0) - autograd).abs() < 4.5 * se).all()
