@@ -176,3 +176,24 @@ def test_scalar_latent_model_input_errors():
         model.log_marginal(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="decoder must map"):
         ScalarLatentModel(lambda z: z, 1.0).log_marginal(torch.zeros(1, 1))
+
+
+def test_em_never_decreases_the_likelihood_and_stops_at_a_stationary_point(mixture):
+    _, x = mixture.sample(3000, generator=torch.Generator().manual_seed(5))
+    model = GaussianMixture1D([1 / 3] * 3, [-1.0, 0.0, 1.0], [1.0] * 3)
+    lls = [model.log_marginal(x).mean().item()]
+    for _ in range(300):
+        new = model.em_step(x)
+        # the M-step maximises the ELBO at q = the old posterior: that ELBO rises above the old log-likelihood
+        r = model.posterior(x)
+        elbo_new = (r * (new.log_joint(x) - r.clamp(min=1e-300).log())).sum(1).mean().item()
+        assert elbo_new >= lls[-1] - 1e-12
+        model = new
+        lls.append(model.log_marginal(x).mean().item())
+        assert lls[-1] >= elbo_new - 1e-12  # and log p(x) >= ELBO under the new parameters
+    assert all(b >= a - 1e-12 for a, b in zip(lls, lls[1:]))
+    # at convergence the gradient of the log-likelihood (by autograd) vanishes
+    model.zero_grad()
+    (-model.log_marginal(x).mean()).backward()
+    assert max(p.grad.abs().max().item() for p in model.parameters()) < 1e-4
+    assert sorted(model.means.tolist()) == pytest.approx(MEANS, abs=0.15)

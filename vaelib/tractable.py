@@ -100,6 +100,22 @@ class GaussianMixture1D(nn.Module):
         return torch.exp(log_joint - torch.logsumexp(log_joint, dim=1, keepdim=True))
 
     @torch.no_grad()
+    def em_step(self, x) -> "GaussianMixture1D":
+        """One step of expectation-maximisation: a new mixture, fitted to ``x (N,)``.
+
+        E-step: q(z_n) = p(z_n | x_n) under this model (the ELBO's maximiser in q, where the
+        bound touches log p(x)). M-step: the parameters that maximise the ELBO for that q,
+        in closed form: weights = mean responsibility, means and variances = responsibility-
+        weighted moments. The log-likelihood of ``x`` never decreases from one step to the next.
+        """
+        x = self._check_x(x)
+        r = self.posterior(x)  # (N, C) responsibilities
+        n_c = r.sum(0)
+        means = (r * x[:, None]).sum(0) / n_c
+        stds = ((r * (x[:, None] - means) ** 2).sum(0) / n_c).sqrt()
+        return GaussianMixture1D(n_c / len(x), means, stds)
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Ancestral sampling: z ~ p(z), then x ~ p(x | z). Returns ``(z (n,), x (n,))``."""
         z = torch.multinomial(self.weights, n, replacement=True, generator=generator)
