@@ -48,3 +48,17 @@ def test_interpolation_smoothness_is_one_for_an_even_path_and_large_for_a_jump()
     assert torch.allclose(jump, torch.full((2,), 10.0))  # all change happens in one of 10 steps
     with pytest.raises(ValueError, match="one shape"):
         vaelib.interpolation_smoothness(lambda z: z, z_a, torch.ones(3, 1))
+
+
+def test_pixel_entropy_matches_torch_distributions_and_orders_blur():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 1, 4, 4, generator=g)
+    images[0] = (images[0] > 0.5).float()  # a sharp image: entropy 0
+    want = torch.distributions.Bernoulli(probs=images.flatten(1).double()).entropy().mean(1)
+    got = vaelib.pixel_entropy(images)
+    assert torch.allclose(got.double(), want, atol=1e-6) and got[0] == 0
+    assert vaelib.pixel_entropy(torch.full((1, 3), 0.5)).item() == pytest.approx(math.log(2))
+    blurred = 0.5 * images[1:2] + 0.25  # pulled towards 0.5: blurrier
+    assert vaelib.pixel_entropy(blurred) > vaelib.pixel_entropy(images[1:2])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        vaelib.pixel_entropy(images + 1)

@@ -25,7 +25,7 @@ from .estimators import (
 )
 from .latent_space import active_units, interpolate, latent_grid, latent_statistics
 from .loop import LinearAnnealing, NonFiniteLossError, evaluate, fit
-from .metrics import classifier_confidence, interpolation_smoothness, nearest_code_distance
+from .metrics import classifier_confidence, interpolation_smoothness, nearest_code_distance, pixel_entropy
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
 from .objectives import ELBOTerms, elbo, evaluate_bounds, iwae_bound, vae_loss
 from .plotting import Table, image_grid, plot_codes, plot_history, show_images
@@ -98,6 +98,7 @@ __all__ = [
     "classifier_confidence",
     "nearest_code_distance",
     "interpolation_smoothness",
+    "pixel_entropy",
     # plotting.py: shared figures and tables
     "image_grid",
     "show_images",

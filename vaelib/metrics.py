@@ -5,6 +5,7 @@
 - `nearest_code_distance`: how far points land from the codes of real data, in units of
   the typical spacing between those codes (so the measure does not depend on scale).
 - `interpolation_smoothness`: how evenly a decoded straight-line path changes.
+- `pixel_entropy`: how blurred mean images are (the Bernoulli entropy of their pixels).
 """
 
 from __future__ import annotations
@@ -65,3 +66,18 @@ def interpolation_smoothness(decode: Callable[[torch.Tensor], torch.Tensor], z_a
     images = decode(path).flatten(2)  # (P, T, pixels)
     step = (images[:, 1:] - images[:, :-1]).norm(dim=-1)  # (P, T - 1)
     return step.max(1).values / step.mean(1).clamp(min=1e-12)
+
+
+def pixel_entropy(images: torch.Tensor) -> torch.Tensor:
+    """Mean Bernoulli entropy per pixel of mean images ``(N, ...)`` in [0, 1], in nats: ``(N,)``.
+
+    -[l log l + (1 - l) log(1 - l)] averaged over an image's pixels: 0 for a sharp image of
+    0s and 1s, log 2 = 0.693 where every pixel is 0.5. A blurrier mean image scores higher.
+    """
+    if images.dim() < 2:
+        raise ValueError(f"images must be (N, ...), got shape {tuple(images.shape)}")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError("pixel_entropy needs mean images with values in [0, 1]")
+    lam = images.flatten(1).double()
+    h = -(torch.xlogy(lam, lam) + torch.xlogy(1 - lam, 1 - lam))
+    return h.mean(1).to(images.dtype)

@@ -5,7 +5,7 @@ architecture exactly.
     VAE:  q_phi(z | x) = N(mu_phi(x), diag exp(logvar_phi(x)))     encoder (approximate posterior)
           p_theta(x | z) = prod_i p(x_i | decoder_theta(z)_i)         decoder (likelihood)
           p(z) = N(0, I)                                             prior
-    AE:   z = encoder(x), x_hat = decoder(z)                          no distributions at all
+    AE:   z = encoder(x), p_theta(x | decoder(z))                     a likelihood, but no prior over z
 """
 
 from __future__ import annotations
