@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
@@ -45,8 +44,7 @@ class _BernoulliLogProb(torch.autograd.Function):
         logits, x = ctx.saved_tensors
         grad_logits = grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_logits = torch.sigmoid(logits).neg_().add_(x).mul_(grad)
-            grad_logits = grad_logits.sum_to_size(logits.shape) if grad_logits.shape != logits.shape else grad_logits
+            grad_logits = torch.sigmoid(logits).neg_().add_(x).mul_(grad).sum_to_size(logits.shape)
         if ctx.needs_input_grad[1]:
             grad_x = (grad * logits).sum_to_size(x.shape)
         return grad_logits, grad_x
