@@ -58,9 +58,9 @@ def vae_loss(model, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
 
     ``beta`` weights the KL term (beta = 1 is the ELBO: then this is ``-elbo(model, x).elbo.mean()``),
     whose KL is the closed form or, with ``analytic_kl=False``, its one-sample Monte Carlo
-    estimate (see `elbo`). ``free_bits`` (lambda, nats per latent dimension) replaces each
-    dimension's batch-averaged KL by max(KL_j, lambda), so the optimiser gains nothing by pushing
-    a dimension's KL below lambda (Kingma et al., 2016); it needs the closed-form KL.
+    estimate (see `elbo`). ``free_bits`` (delta, nats per latent dimension) replaces each
+    dimension's batch-averaged KL by max(KL_j, delta), so the optimiser gains nothing by pushing
+    a dimension's KL below delta (Kingma et al., 2016); it needs the closed-form KL.
     """
     if beta < 0 or free_bits < 0:
         raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
