@@ -147,10 +147,10 @@ def quadratic_cost_variances(mu: float, sigma: float, k, baseline: str | None = 
     the minimiser: 8 a^2 + 6 sigma^2). Returns ``(pathwise, score_function)`` with the shape of ``k``.
     """
     a = mu - torch.as_tensor(k, dtype=torch.float64)
-    offsets = {None: 0.0, "mean": sigma**2, "optimal": 3 * sigma**2}
-    if baseline not in offsets:
+    baselines = {None: torch.zeros_like(a), "mean": a**2 + sigma**2, "optimal": a**2 + 3 * sigma**2}
+    if baseline not in baselines:
         raise ValueError(f"baseline must be None, 'mean' or 'optimal', got {baseline!r}")
-    c = a**2 - (0.0 if baseline is None else a**2 + offsets[baseline])
+    c = a**2 - baselines[baseline]
     return torch.full_like(a, 4 * sigma**2), c**2 / sigma**2 + 6 * c + 8 * a**2 + 15 * sigma**2
 
 
