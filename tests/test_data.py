@@ -63,6 +63,16 @@ def test_dynamic_binarisation_draws_fresh_images(mnist_train):
     assert first[0].dtype == mnist_train.x.dtype
 
 
+def test_dynamic_binarisation_draws_what_torch_bernoulli_draws_on_the_cpu(mnist_train):
+    d = vaelib.load_mnist("train", binarize="dynamic")
+    torch.manual_seed(3)
+    ours, after = d[slice(0, 300)][0], torch.rand(4)
+    torch.manual_seed(3)
+    reference, reference_after = torch.bernoulli(mnist_train.x[:300]), torch.rand(4)
+    assert torch.equal(ours, reference)  # so stored outputs do not move when the kernel changes
+    assert torch.equal(after, reference_after)  # and the generator is left where torch.bernoulli leaves it
+
+
 def test_fashion_mnist_loads():
     f = vaelib.load_fashion_mnist("train")
     assert f.x.shape == (60000, 1, 28, 28)

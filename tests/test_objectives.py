@@ -151,3 +151,39 @@ def test_mean_over_pixels_with_summed_kl_is_beta_784():
     torch.manual_seed(4)
     g2 = grads(vaelib.vae_loss(model, x, beta=784.0))
     assert torch.allclose(784 * g1, g2, rtol=1e-4, atol=1e-6)
+
+
+def test_iwae_with_another_proposal_is_still_a_bound_on_the_same_evidence(tiny):
+    model, x = tiny
+    log_px = log_evidence_by_quadrature(model, x)
+    with torch.no_grad():
+        q = model.encode(x)
+        other = vaelib.DiagonalNormal(q.mu + 0.7, q.logvar)  # a worse proposal: shifted codes
+        torch.manual_seed(6)
+        l1 = torch.stack([vaelib.iwae_bound(model, x, k=1, proposal=other) for _ in range(3000)])
+        l5000 = vaelib.iwae_bound(model, x, k=5000, proposal=other)
+    assert (l1.mean(0) + 4 * l1.std(0) / math.sqrt(3000) < log_px).all()  # a bound, looser than with q
+    assert torch.allclose(l5000, log_px, atol=0.05)  # and it still tends to log p(x)
+    with pytest.raises(ValueError, match=r"batch shape \(4,\)"):
+        vaelib.iwae_bound(model, x, k=2, proposal=vaelib.DiagonalNormal(q.mu[:2], q.logvar[:2]))
+
+
+def test_grey_level_bce_is_the_expected_log_likelihood_of_binarised_images(tiny):
+    """-BCE(x_grey, lambda) = E_{b ~ Bernoulli(x_grey)} log p(b | z), by enumerating all 2^9 images b,
+    so the grey-level ELBO is a lower bound on E_b log p(b) (evidence by quadrature)."""
+    model, _ = tiny
+    grey = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0, 0.3, 0.7, 0.2, 0.6], dtype=DT).view(1, 1, 3, 3)
+    bits = torch.tensor([[(i >> j) & 1 for j in range(9)] for i in range(512)], dtype=DT)  # every b
+    prob_b = (grey.flatten() ** bits * (1 - grey.flatten()) ** (1 - bits)).prod(1)  # P(b | x_grey)
+    images = bits.view(512, 1, 3, 3)
+    with torch.no_grad():
+        out = model.decode(torch.tensor([[0.4], [-1.3]], dtype=DT))  # two codes z
+        grey_ll = model.log_likelihood(grey, out[:, None])  # (2, 1)
+        each_ll = model.log_likelihood(images, out[:, None])  # (2, 512)
+    assert prob_b.sum().item() == pytest.approx(1.0)
+    assert torch.allclose(grey_ll[:, 0], (each_ll * prob_b).sum(1), atol=1e-10)
+
+    expected_log_pb = (log_evidence_by_quadrature(model, images) * prob_b).sum()
+    torch.manual_seed(7)
+    grey_elbo = repeated(elbo, model, grey, 20_000)  # q(z | x_grey), recon against the grey target
+    assert grey_elbo.mean() + 4 * grey_elbo.std() / math.sqrt(20_000) < expected_log_pb

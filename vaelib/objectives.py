@@ -74,17 +74,25 @@ def vae_loss(model, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
     return -(recon - beta * kl_dims.sum())
 
 
-def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
+def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
+               proposal: torch.distributions.Distribution | None = None) -> torch.Tensor:
     """The importance-weighted bound L_k for each image, ``(N,)`` in nats.
 
     log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x) for z_1..z_k ~ q(z | x), and
     L_k = logsumexp_i(log w_i) - log k. The k samples are drawn ``chunk_size`` at a time
     (default: about 8192 decoder evaluations per chunk), so memory stays bounded for k = 5000;
     only the ``(k, N)`` log-weights are kept. Call it under ``torch.no_grad()`` to evaluate.
+
+    ``proposal`` replaces q(z | x) = ``model.encode(x)`` by any distribution over codes with
+    batch shape ``(N,)`` and event shape ``(d,)`` (for instance the encoder's answer for another
+    input); L_k stays a lower bound on log p(x) for any proposal, only its tightness changes.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    q = model.encode(x)
+    q = model.encode(x) if proposal is None else proposal
+    if proposal is not None and tuple(q.batch_shape) != (len(x),):
+        raise ValueError(f"proposal has batch shape {tuple(q.batch_shape)}; it needs one distribution "
+                         f"per image, batch shape ({len(x)},)")
     prior = model.prior()
     chunk = chunk_size or max(1, 8192 // max(1, len(x)))
     log_w = []
