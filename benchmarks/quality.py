@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -59,6 +60,11 @@ def main() -> None:
     print(f"| VAE 784-400-20 | {spent / 60:.1f} min | {len(history['epoch'])} | "
           f"{result['elbo']:.2f} ± {result['elbo_se']:.2f} | {result['nll']:.2f} ± {result['nll_se']:.2f} | "
           f"{args.k} | {eval_s / 60:.1f} min |")
+    seconds = history["seconds"]
+    tenth = max(1, len(seconds) // 10)
+    print(f"\nseconds per epoch: median {statistics.median(seconds):.2f}, first tenth "
+          f"{statistics.median(seconds[:tenth]):.2f}, last tenth {statistics.median(seconds[-tenth:]):.2f}, "
+          f"slowest {max(seconds):.2f}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,21 @@ def test_active_units_on_constructed_encoders():
     # KL per dimension with unit variances is mu^2 / 2 on average
     assert torch.allclose(stats["kl_per_dim"], 0.5 * mu.pow(2).mean(0))
     assert stats["distortion"] == 0.0 and stats["rate"] == pytest.approx(0.5 * mu.pow(2).sum(1).mean().item())
+    # KL-based count: only the first dimension carries more than 0.1 nats (about 0.5 and 0.00125)
+    assert stats["kl_units"] == 1
+    assert vaelib.latent_statistics(model, InMemoryData(torch.arange(n, dtype=DT).view(n, 1, 1, 1)),
+                                    kl_threshold=1e-4)["kl_units"] == 2
+
+
+def test_active_units_count_dimensions_that_carry_almost_nothing():
+    """A dimension at the 0.01 variance threshold with unit posterior variance carries about 0.005 nats."""
+    g = torch.Generator().manual_seed(1)
+    n = 20_000
+    mu = torch.stack([0.11 * torch.randn(n, generator=g, dtype=DT), torch.randn(n, generator=g, dtype=DT)], 1)
+    model = FakeVAE(mu, torch.zeros(n, 2, dtype=DT))
+    stats = vaelib.latent_statistics(model, InMemoryData(torch.arange(n, dtype=DT).view(n, 1, 1, 1)))
+    assert stats["active_units"] == 2 and stats["kl_units"] == 1
+    assert stats["kl_per_dim"][0].item() == pytest.approx(0.5 * 0.11**2, rel=0.05)  # about 0.006 nats
 
 
 def test_rate_plus_distortion_is_the_negative_elbo(mnist_test):

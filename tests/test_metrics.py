@@ -62,3 +62,39 @@ def test_pixel_entropy_matches_torch_distributions_and_orders_blur():
     assert vaelib.pixel_entropy(blurred) > vaelib.pixel_entropy(images[1:2])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         vaelib.pixel_entropy(images + 1)
+
+
+def test_bits_per_dim_of_a_uniform_density_is_eight_bits():
+    assert vaelib.bits_per_dim(0.0) == pytest.approx(8.0)
+    assert vaelib.bits_per_dim(torch.zeros(3), n_dims=10, levels=4).tolist() == pytest.approx([2.0] * 3)
+    with pytest.raises(ValueError, match="levels >= 2"):
+        vaelib.bits_per_dim(0.0, levels=1)
+
+
+def test_bits_per_dim_of_a_histogram_density_is_the_discrete_entropy_rate():
+    """A density constant on each bin (P(k) * levels) gives back -log2 P(k) exactly, for every u."""
+    g = torch.Generator().manual_seed(0)
+    levels, n_dims = 8, 3
+    probs = torch.rand(n_dims, levels, generator=g, dtype=torch.float64)
+    probs /= probs.sum(1, keepdim=True)  # an independent categorical per pixel
+    k = torch.randint(0, levels, (500, n_dims), generator=g)
+    torch.manual_seed(1)
+    y = vaelib.dequantize(k.double() / (levels - 1), levels=levels)  # (500, 3) in [0, 1)
+    assert ((y * levels).floor() == k).all()  # each value stays in its own bin
+    log_density = (probs.gather(1, (y * levels).floor().long().T).T * levels).log().sum(1)
+    exact_bits = -(probs.gather(1, k.T).T.log2()).sum(1) / n_dims
+    assert torch.allclose(vaelib.bits_per_dim(log_density, n_dims=n_dims, levels=levels), exact_bits)
+
+
+def test_dequantized_data_is_fresh_each_batch_and_stays_in_the_pixels_bins():
+    x = torch.randint(0, 256, (50, 1, 2, 2)).float() / 255
+    data = vaelib.InMemoryData(x, dequantize=True)
+    (a,), (b,) = next(data.batches(50)), next(data.batches(50))
+    assert not torch.equal(a, b)
+    assert torch.equal((a * 256).floor(), (x * 255).round()) and torch.equal((b * 256).floor(), (x * 255).round())
+    assert data.fingerprint() != vaelib.InMemoryData(x).fingerprint()
+    assert data.subset([0, 1]).dequantize and data.to("cpu").dequantize
+    with pytest.raises(ValueError, match="cannot be combined with binarisation"):
+        vaelib.InMemoryData(x, binarize="dynamic", dequantize=True)
+    with pytest.raises(ValueError, match="needs images in \\[0, 1\\]"):
+        vaelib.dequantize(torch.tensor([float("nan")]))

@@ -9,6 +9,7 @@ from .data import (
     DatasetNotFoundError,
     InMemoryData,
     data_dir,
+    dequantize,
     load_fashion_mnist,
     load_mnist,
 )
@@ -25,7 +26,13 @@ from .estimators import (
 )
 from .latent_space import active_units, interpolate, latent_grid, latent_statistics
 from .loop import LinearAnnealing, NonFiniteLossError, evaluate, fit
-from .metrics import classifier_confidence, interpolation_smoothness, nearest_code_distance, pixel_entropy
+from .metrics import (
+    bits_per_dim,
+    classifier_confidence,
+    interpolation_smoothness,
+    nearest_code_distance,
+    pixel_entropy,
+)
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
 from .objectives import ELBOTerms, elbo, evaluate_bounds, iwae_bound, vae_loss
 from .plotting import Table, image_grid, plot_codes, plot_history, show_images
@@ -46,6 +53,7 @@ __all__ = [
     "DATA_ENV",
     "InMemoryData",
     "DatasetNotFoundError",
+    "dequantize",
     # loop.py: one training loop for every model
     "fit",
     "evaluate",
@@ -99,6 +107,7 @@ __all__ = [
     "nearest_code_distance",
     "interpolation_smoothness",
     "pixel_entropy",
+    "bits_per_dim",
     # plotting.py: shared figures and tables
     "image_grid",
     "show_images",

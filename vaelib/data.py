@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST as in-memory tensors, with static or dynamic binarisation.
+"""MNIST and Fashion-MNIST as in-memory tensors, with static or dynamic binarisation, or
+dequantised grey levels.
 
 The data folder comes from one setting: the ``root`` argument, else the
 environment variable ``VAELIB_DATA``, else ``~/.cache/vaelib/data``. It uses
@@ -34,6 +35,20 @@ _RAW_FILES = (
 )
 
 
+def dequantize(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """Grey levels spread uniformly over their quantisation bins: ``(x (levels - 1) + u) / levels``.
+
+    ``x``: images in [0, 1] stored as ``k / (levels - 1)`` for integers k (8-bit pixels by
+    default); ``u ~ U[0, 1)`` per pixel, drawn from PyTorch's global generator. The result lies
+    in [k / levels, (k + 1) / levels), so a density p on [0, 1]^D fitted to it gives the
+    discrete probability of the 8-bit image a lower bound, log P(k) >= E_u log p - D log(levels)
+    (Theis et al., 2016); `vaelib.bits_per_dim` turns that into bits per pixel.
+    """
+    if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+        raise ValueError("dequantize needs images in [0, 1] (pixel / 255), got values outside it")
+    return torch.rand_like(x).add_(x * (levels - 1)).div_(levels)
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not in the data folder and could not be downloaded."""
 
@@ -53,6 +68,8 @@ class InMemoryData:
         y: labels, shape ``(N,)`` int64, or ``None``.
         binarize: ``"dynamic"`` draws every pixel as Bernoulli(grey level) each
             time a batch is made; ``None`` returns ``x`` as stored.
+        dequantize: with ``binarize=None``, `dequantize` every batch afresh (uniform noise
+            within each pixel's 8-bit bin).
         classes: names of the labels, if any.
 
     Batches are ``(x, y)`` tuples (``(x,)`` without labels) on the data's device.
@@ -68,18 +85,22 @@ class InMemoryData:
         binarize: str | None = None,
         classes: Sequence[str] | None = None,
         name: str = "data",
+        dequantize: bool = False,
     ) -> None:
         if binarize not in (None, "dynamic"):
             raise ValueError(
                 f"InMemoryData binarize must be None or 'dynamic', got {binarize!r} "
                 "(static binarisation is applied once, when loading)"
             )
+        if dequantize and binarize is not None:
+            raise ValueError("dequantize applies to grey levels; it cannot be combined with binarisation")
         if y is not None and len(y) != len(x):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
         if binarize == "dynamic" and x.numel() and (x.min() < 0 or x.max() > 1):
             raise ValueError("dynamic binarisation needs x in [0, 1], got values outside it")
         self.x, self.y = x, y
         self.binarize = binarize
+        self.dequantize = bool(dequantize)
         self.classes = list(classes) if classes is not None else None
         self.name = name
 
@@ -89,7 +110,8 @@ class InMemoryData:
     def __repr__(self) -> str:
         return (
             f"InMemoryData({self.name!r}, n={len(self)}, x={tuple(self.x.shape)}, "
-            f"binarize={self.binarize!r}, device={self.device})"
+            f"binarize={self.binarize!r}, " + ("dequantize=True, " if self.dequantize else "")
+            + f"device={self.device})"
         )
 
     @property
@@ -100,6 +122,8 @@ class InMemoryData:
         x = self.x[index]
         if self.binarize == "dynamic":  # Bernoulli(x) per pixel: u < x with u ~ U[0, 1)
             x = torch.rand_like(x).lt_(x)  # on the CPU: torch.bernoulli(x)'s draws, at a third of its cost
+        elif self.dequantize:
+            x = dequantize(x)
         return (x,) if self.y is None else (x, self.y[index])
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
@@ -110,12 +134,14 @@ class InMemoryData:
         if not isinstance(index, slice):
             index = torch.as_tensor(index, dtype=torch.long, device=self.device)
         y = None if self.y is None else self.y[index]
-        return InMemoryData(self.x[index], y, binarize=self.binarize, classes=self.classes, name=self.name)
+        return InMemoryData(self.x[index], y, binarize=self.binarize, classes=self.classes, name=self.name,
+                            dequantize=self.dequantize)
 
     def fingerprint(self) -> str:
         """A short hash of the stored images, labels and binarisation mode: two datasets with the
         same fingerprint hold the same examples in the same order (used to key cached runs)."""
-        h = hashlib.sha256(f"{tuple(self.x.shape)} {self.x.dtype} {self.binarize}".encode())
+        h = hashlib.sha256(f"{tuple(self.x.shape)} {self.x.dtype} {self.binarize}".encode()
+                           + (b" dequantized" if self.dequantize else b""))
         h.update(self.x.detach().cpu().contiguous().numpy().tobytes())
         if self.y is not None:
             h.update(self.y.detach().cpu().contiguous().numpy().tobytes())
@@ -127,7 +153,8 @@ class InMemoryData:
         if self.device == device or (device.index is None and self.device.type == device.type):
             return self
         y = None if self.y is None else self.y.to(device)
-        return InMemoryData(self.x.to(device), y, binarize=self.binarize, classes=self.classes, name=self.name)
+        return InMemoryData(self.x.to(device), y, binarize=self.binarize, classes=self.classes, name=self.name,
+                            dequantize=self.dequantize)
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         n = len(self)
@@ -190,11 +217,14 @@ def _load(
     root: str | os.PathLike | None,
     binarize: str | None,
     download: bool,
+    dequantize: bool = False,
 ) -> InMemoryData:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"binarize must be one of {BINARIZE_MODES}, got {binarize!r}")
+    if dequantize and binarize is not None:
+        raise ValueError(f"dequantize applies to grey levels; it cannot be combined with binarize={binarize!r}")
     images, labels, classes = _load_raw(folder, str(data_dir(root)), split == "train", download)
     x = images.unsqueeze(1).to(torch.float32).div_(255.0)  # (N, 1, 28, 28) in [0, 1]
     if binarize == "static":
@@ -205,7 +235,8 @@ def _load(
         labels.clone(),
         binarize="dynamic" if binarize == "dynamic" else None,
         classes=classes,
-        name=f"{folder}-{split}" + (f"-{binarize}" if binarize else ""),
+        name=f"{folder}-{split}" + (f"-{binarize}" if binarize else "") + ("-dequantized" if dequantize else ""),
+        dequantize=dequantize,
     )
 
 
@@ -215,6 +246,7 @@ def load_mnist(
     root: str | os.PathLike | None = None,
     binarize: str | None = None,
     download: bool = True,
+    dequantize: bool = False,
 ) -> InMemoryData:
     """MNIST digits as an `InMemoryData` of ``(N, 1, 28, 28)`` float32 images and int64 labels.
 
@@ -226,14 +258,17 @@ def load_mnist(
             images never change; ``"dynamic"`` draws a fresh binary image every
             time an example is used.
         download: try to download the files when they are missing.
+        dequantize: with ``binarize=None``, spread each grey level uniformly over its
+            8-bit bin afresh every time an example is used (`dequantize`).
 
     Raises:
         DatasetNotFoundError: the files are missing and could not be downloaded.
     """
-    return _load("MNIST", split, root, binarize, download)
+    return _load("MNIST", split, root, binarize, download, dequantize)
 
 
 def load_fashion_mnist(split: str = "train", *, root: str | os.PathLike | None = None,
-                       binarize: str | None = None, download: bool = True) -> InMemoryData:
+                       binarize: str | None = None, download: bool = True,
+                       dequantize: bool = False) -> InMemoryData:
     """Fashion-MNIST (Zalando's clothing images); the same interface as `load_mnist`."""
-    return _load("FashionMNIST", split, root, binarize, download)
+    return _load("FashionMNIST", split, root, binarize, download, dequantize)

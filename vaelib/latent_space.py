@@ -4,11 +4,13 @@ is used for (Chapters 5 to 8).
 - `interpolate`: evenly spaced points on straight lines between codes;
 - `latent_grid`: a square grid of 2-D codes, laid out as an image grid is read;
 - `latent_statistics`: rate, distortion and per-dimension statistics of a VAE:
-  rate is the average KL(q(z|x) || p(z)), the nats the code carries about x; distortion
+  rate is the average KL(q(z|x) || p(z)), an upper bound on the nats the code carries about x; distortion
   is the average -log p(x | z) for z ~ q(z|x), the nats the decoder still misses;
   rate + distortion = -ELBO (with beta = 1);
 - `active_units`: latent dimensions whose posterior mean varies across the data
-  (Burda et al., 2016: Var_x E_q[z_j | x] > 0.01).
+  (Burda et al., 2016: Var_x E_q[z_j | x] > 0.01). That is a low bar: with a posterior
+  variance near 1, a dimension just above it carries about 0.005 nats, so
+  `latent_statistics` also counts the dimensions whose average KL exceeds 0.1 nats.
 
 Decode any of these codes with ``model.decode_mean(z)``, which takes leading dimensions.
 """
@@ -46,13 +48,14 @@ def latent_grid(values: torch.Tensor) -> torch.Tensor:
     return torch.stack([z1, z2], -1).reshape(-1, 2)
 
 
-def latent_statistics(model, data, batch_size: int = 500) -> dict:
+def latent_statistics(model, data, batch_size: int = 500, kl_threshold: float = 0.1) -> dict:
     """Rate, distortion and per-dimension statistics of a VAE over ``data`` (on the model's device).
 
     Returns a dict of plain numbers and CPU tensors: ``rate`` and ``distortion`` (nats per
     image, one posterior sample per image for the distortion), ``kl_per_dim`` ``(d,)``
     (nats), ``mean_variance`` ``(d,)`` (the variance over the data of each posterior mean),
-    and ``active_units`` (how many of those variances exceed 0.01).
+    ``active_units`` (how many of those variances exceed 0.01) and ``kl_units`` (how many
+    dimensions carry more than ``kl_threshold`` nats of KL on average).
     """
     mus, kls, distortion, n = [], [], 0.0, 0
     with evaluation(model) as device:
@@ -65,8 +68,10 @@ def latent_statistics(model, data, batch_size: int = 500) -> dict:
             n += len(x)
     mu, kl = torch.cat(mus), torch.cat(kls)
     variance = mu.var(0)
-    return {"rate": kl.sum(1).mean().item(), "distortion": distortion / n, "kl_per_dim": kl.mean(0),
-            "mean_variance": variance, "active_units": active_units(variance)}
+    kl_per_dim = kl.mean(0)
+    return {"rate": kl.sum(1).mean().item(), "distortion": distortion / n, "kl_per_dim": kl_per_dim,
+            "mean_variance": variance, "active_units": active_units(variance),
+            "kl_units": int((kl_per_dim > kl_threshold).sum())}
 
 
 def active_units(mean_variance: torch.Tensor, threshold: float = 0.01) -> int:

@@ -6,6 +6,8 @@
   the typical spacing between those codes (so the measure does not depend on scale).
 - `interpolation_smoothness`: how evenly a decoded straight-line path changes.
 - `pixel_entropy`: how blurred mean images are (the Bernoulli entropy of their pixels).
+- `bits_per_dim`: a log-density of dequantised images as bits per pixel of the 8-bit images
+  (Chapter 8).
 """
 
 from __future__ import annotations
@@ -81,3 +83,18 @@ def pixel_entropy(images: torch.Tensor) -> torch.Tensor:
     lam = images.flatten(1).double()
     h = -(torch.xlogy(lam, lam) + torch.xlogy(1 - lam, 1 - lam))
     return h.mean(1).to(images.dtype)
+
+
+def bits_per_dim(log_density: torch.Tensor | float, n_dims: int = 784, levels: int = 256) -> torch.Tensor | float:
+    """Bits per pixel of quantised images from a log-density (nats) of their dequantised versions.
+
+    For images of ``n_dims`` pixels with ``levels`` grey levels, dequantised to [0, 1]^D
+    (`vaelib.dequantize`: each level's bin has width 1 / levels), a model density p gives the
+    discrete image the probability of its bin, P >= exp(log p - D log levels) on average over
+    the noise (Jensen), so ``(D log(levels) - log_density) / (D log 2)`` bounds -log2 P / D
+    from above. A uniform density (log_density = 0) gives log2(levels) = 8 bits. Pass an ELBO
+    for ``log_density`` and the result is still an upper bound.
+    """
+    if n_dims < 1 or levels < 2:
+        raise ValueError(f"n_dims must be >= 1 and levels >= 2, got {n_dims} and {levels}")
+    return (n_dims * math.log(levels) - log_density) / (n_dims * math.log(2))

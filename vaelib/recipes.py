@@ -47,12 +47,13 @@ def run_path(config: dict, runs: str | os.PathLike | None = None) -> Path:
     return runs_dir(runs) / f"{config['model']['kind']}-{key}.pt"
 
 
-def _training_data(dataset: str, binarize: str | None, limit: int | None, root) -> InMemoryData:
+def _training_data(dataset: str, binarize: str | None, limit: int | None, root,
+                   dequantize: bool = False) -> InMemoryData:
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive number of images or None (all of them), got {limit!r}")
-    data = DATASETS[dataset]("train", root=root, binarize=binarize)
+    data = DATASETS[dataset]("train", root=root, binarize=binarize, dequantize=dequantize)
     return data.subset(slice(0, limit)) if limit is not None else data
 
 
@@ -66,8 +67,11 @@ def _validation_data(dataset: str, binarize: str | None, n: int | None, root) ->
 
 
 def _data_config(data: InMemoryData, dataset: str, binarize: str | None, limit: int | None) -> dict:
-    return {"dataset": dataset, "split": "train", "binarize": binarize, "limit": limit, "n": len(data),
-            "fingerprint": data.fingerprint()}
+    config = {"dataset": dataset, "split": "train", "binarize": binarize, "limit": limit, "n": len(data),
+              "fingerprint": data.fingerprint()}
+    if data.dequantize:  # only when set, so the other runs keep their names
+        config["dequantize"] = True
+    return config
 
 
 def train_mnist_model(
@@ -84,6 +88,7 @@ def train_mnist_model(
     analytic_kl: bool = True,
     dataset: str = "mnist",
     binarize: str | None = "dynamic",
+    dequantize: bool = False,
     limit: int | None = None,
     val_limit: int | None = None,
     batch_size: int = 128,
@@ -104,7 +109,8 @@ def train_mnist_model(
     estimates the KL by Monte Carlo), with a
     ``likelihood`` decoder, on the first ``limit`` training images of ``dataset`` (``"mnist"``
     or ``"fashion_mnist"``) binarised as ``binarize`` (``"dynamic"``, ``"static"`` or None for
-    grey levels), by Adam with learning rate ``lr`` (with ``lr_decay``, falling linearly from ``lr``
+    grey levels; with ``dequantize``, grey levels spread over their 8-bit bins afresh every
+    epoch, `vaelib.dequantize`), by Adam with learning rate ``lr`` (with ``lr_decay``, falling linearly from ``lr``
     to 0 over the ``epochs`` asked for: a short run ends as if annealed). ``hidden`` defaults to (512, 256) for
     ``mlp`` and (32, 64) for ``conv``. With ``val_limit``, the loss on the first ``val_limit``
     test images (statically binarised where training binarises) is in the history as
@@ -125,7 +131,7 @@ def train_mnist_model(
     seed_everything(seed)
     model = (VAE if kind == "vae" else Autoencoder)(latent_dim=latent_dim, arch=arch, hidden=hidden,
                                                     likelihood=likelihood)
-    data = _training_data(dataset, binarize, limit, data_root)
+    data = _training_data(dataset, binarize, limit, data_root, dequantize)
     val = _validation_data(dataset, binarize, val_limit, data_root)
     annealing = LinearAnnealing(kl_warmup_steps, end=beta) if kl_warmup_steps else None
     optimizer = adam(model.parameters(), lr=lr)
