@@ -84,6 +84,8 @@ def test_plot_codes_draws_labelled_codes():
     assert torch.allclose(torch.as_tensor(scatter.get_offsets().data).float(), codes)
     assert ax.get_title() == "codes" and ax.get_xlabel() == "$z_1$" and ax.get_ylabel() == "$z_2$"
     assert len(ax.patches) == 2 and len(fig.axes) == 2  # two circles; the colour bar's axes
+    assert [t.get_text() for t in ax.texts] == ["1σ", "2σ"]  # each circle says its radius
+    assert all(p.get_zorder() > scatter.get_zorder() for p in ax.patches)  # drawn over the points
     plt.close(fig)
     with pytest.raises(ValueError, match=r"codes must be \(N, 2\)"):
         vaelib.plot_codes(torch.randn(5, 3), torch.zeros(5), title="x")

@@ -77,8 +77,8 @@ def plot_codes(
 ):
     """Scatter 2-D codes ``(N, 2)`` coloured by their digit ``labels`` ``(N,)``, on equal axes z_1, z_2.
 
-    ``circles``: radii of dashed circles about the origin (the prior's standard-deviation
-    contours). With ``colorbar``, a digit colour bar is drawn beside ``ax``. Returns the
+    ``circles``: radii of dashed black circles about the origin (the prior's standard-deviation
+    contours), each labelled with its radius in σ. With ``colorbar``, a digit colour bar is drawn beside ``ax``. Returns the
     scatter (a matplotlib ``PathCollection``), for a colour bar shared by several axes.
     """
     codes, labels = torch.as_tensor(codes).detach().cpu(), torch.as_tensor(labels).detach().cpu()
@@ -87,8 +87,10 @@ def plot_codes(
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 5.4))
     scatter = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=size, vmin=-0.5, vmax=9.5)
-    for r in circles:
-        ax.add_patch(plt.Circle((0, 0), r, fill=False, ls="--", color="grey"))
+    for r in circles:  # drawn over the points, labelled, so a small circle on wide axes still shows
+        ax.add_patch(plt.Circle((0, 0), r, fill=False, ls="--", lw=1.5, color="black", zorder=3))
+        ax.annotate(f"{r:g}σ", (r * 0.7071, r * 0.7071), xytext=(3, 3), textcoords="offset points",
+                    fontsize=8, zorder=3, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     if colorbar:
         ax.figure.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
     ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$", aspect="equal")
