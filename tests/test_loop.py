@@ -178,13 +178,18 @@ def test_ctrl_c_during_a_save_takes_effect_once_the_checkpoint_is_whole(tmp_path
         real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", interrupted_save)
-    with pytest.raises(KeyboardInterrupt):
-        vaelib.fit(nn.Linear(3, 1), mse, train, epochs=3, device="cpu", checkpoint=path, progress=False)
-    monkeypatch.setattr(torch, "save", real_save)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no lock, no temporary file
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    h = vaelib.fit(nn.Linear(3, 1), mse, train, epochs=3, device="cpu", checkpoint=path, progress=False)
-    assert h["epoch"] == [1, 2, 3]  # epoch 1 was saved whole before the interrupt took effect
+    # Ctrl-C as in an interactive session, whatever started pytest (a background job starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            vaelib.fit(nn.Linear(3, 1), mse, train, epochs=3, device="cpu", checkpoint=path, progress=False)
+        monkeypatch.setattr(torch, "save", real_save)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no lock, no temporary file
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        h = vaelib.fit(nn.Linear(3, 1), mse, train, epochs=3, device="cpu", checkpoint=path, progress=False)
+        assert h["epoch"] == [1, 2, 3]  # epoch 1 was saved whole before the interrupt took effect
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_batches_move_any_data_to_the_device_in_order():
