@@ -44,9 +44,18 @@ def dequantize(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
     discrete probability of the 8-bit image a lower bound, log P(k) >= E_u log p - D log(levels)
     (Theis et al., 2016); `vaelib.bits_per_dim` turns that into bits per pixel.
     """
-    if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
-        raise ValueError("dequantize needs images in [0, 1] (pixel / 255), got values outside it")
+    _check_unit_range(x, "dequantize")
+    return _spread(x, levels)
+
+
+def _spread(x: torch.Tensor, levels: int = 256) -> torch.Tensor:  # `dequantize` without the check
     return torch.rand_like(x).add_(x * (levels - 1)).div_(levels)
+
+
+def _check_unit_range(x: torch.Tensor, what: str) -> None:
+    lo, hi = torch.aminmax(x) if x.numel() else (x.new_zeros(()), x.new_zeros(()))
+    if not (0 <= lo.item() and hi.item() <= 1):  # written so that NaN fails it
+        raise ValueError(f"{what} needs images in [0, 1] (pixel / 255), got values outside it")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -98,6 +107,8 @@ class InMemoryData:
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
         if binarize == "dynamic" and x.numel() and (x.min() < 0 or x.max() > 1):
             raise ValueError("dynamic binarisation needs x in [0, 1], got values outside it")
+        if dequantize:  # checked once here, so batches draw without reading values back from the device
+            _check_unit_range(x, "dequantize")
         self.x, self.y = x, y
         self.binarize = binarize
         self.dequantize = bool(dequantize)
@@ -123,7 +134,7 @@ class InMemoryData:
         if self.binarize == "dynamic":  # Bernoulli(x) per pixel: u < x with u ~ U[0, 1)
             x = torch.rand_like(x).lt_(x)  # on the CPU: torch.bernoulli(x)'s draws, at a third of its cost
         elif self.dequantize:
-            x = dequantize(x)
+            x = _spread(x)
         return (x,) if self.y is None else (x, self.y[index])
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
