@@ -252,5 +252,5 @@ def test_bad_configurations_are_named():
         vaelib.VAE(arch="conv", hidden=(8, 16, 32))
     with pytest.raises(ValueError, match="likelihood must be one of"):
         vaelib.VAE(likelihood="poisson")
-    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+    with pytest.raises(ValueError, match="latent_dim must be a whole number >= 1"):
         vaelib.Autoencoder(latent_dim=0)

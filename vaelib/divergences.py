@@ -54,7 +54,9 @@ def kl_normal_per_dim(
         ) from None
     if mu_q.shape[-1] != mu_p.shape[-1]:
         raise ValueError(f"q and p have different dimensions: {mu_q.shape[-1]} and {mu_p.shape[-1]}")
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0)
+    # the variance ratio as exp of a difference: exact where q = p even at log-variances of +-100,
+    # where exp(logvar_q) / exp(logvar_p) would be inf / inf or a ratio of denormals
+    return 0.5 * (logvar_p - logvar_q + (logvar_q - logvar_p).exp() + (mu_q - mu_p).pow(2) / logvar_p.exp() - 1.0)
 
 
 def kl_normal(mu_q: torch.Tensor, logvar_q: torch.Tensor,
@@ -138,7 +140,14 @@ def kl_categorical(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"q and p must have the same shape, got {tuple(q.shape)} and {tuple(p.shape)}")
     if (q < 0).any() or (p < 0).any():
         raise ValueError("probabilities must be non-negative")
-    terms = torch.where(q > 0, q * (q.log() - p.log()), torch.zeros_like(q))
+    for name, probs in (("q", q), ("p", p)):
+        total = probs.sum(-1)
+        if not torch.allclose(total, torch.ones_like(total), atol=1e-4):
+            worst = total[(total - 1).abs().argmax()] if total.dim() else total
+            raise ValueError(f"{name} must sum to 1 over its last dimension; one row sums to {worst.item():.6g}")
+    used = q > 0  # log only where q > 0: the masked terms are 0 and their gradient too (not 0 * inf)
+    one = torch.ones_like(q)
+    terms = torch.where(used, q * (torch.where(used, q, one).log() - torch.where(used, p, one).log()), 0.0)
     return terms.sum(-1)
 
 

@@ -10,6 +10,7 @@ architecture exactly.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -128,11 +129,16 @@ def make_decoder(arch: str, latent_dim: int, hidden: Sequence[int], image_shape:
 def _check_images(x: torch.Tensor, image_shape: tuple[int, ...], values: bool = True) -> None:
     if x.dim() != len(image_shape) + 1 or tuple(x.shape[1:]) != image_shape:
         raise ValueError(f"expected images of shape (N, {', '.join(map(str, image_shape))}), got {tuple(x.shape)}")
-    if values and x.numel() and ((lo_hi := torch.aminmax(x))[0] < 0 or lo_hi[1] > 1):
-        raise ValueError(
-            f"pixel values must lie in [0, 1], got [{lo_hi[0].item():.3g}, {lo_hi[1].item():.3g}]; "
-            "scale images by 1/255 (vaelib.load_mnist does)"
-        )
+    if values and x.numel():
+        lo, hi = (v.item() for v in torch.aminmax(x))
+        if not (0 <= lo and hi <= 1):  # written so that NaN (which compares False) fails it
+            if math.isnan(lo) or math.isnan(hi):
+                raise ValueError(f"pixel values must be numbers in [0, 1]; {int(torch.isnan(x).sum())} "
+                                 "are NaN (a division by zero or a failed load upstream?)")
+            raise ValueError(
+                f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]; "
+                "scale images by 1/255 (vaelib.load_mnist does)"
+            )
 
 
 class _ImageModel(nn.Module):
@@ -141,8 +147,8 @@ class _ImageModel(nn.Module):
     kind = "model"
 
     def _setup(self, latent_dim, arch, hidden, image_shape, likelihood) -> None:
-        if int(latent_dim) < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if isinstance(latent_dim, bool) or not float(latent_dim).is_integer() or int(latent_dim) < 1:
+            raise ValueError(f"latent_dim must be a whole number >= 1, got {latent_dim!r}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         self.latent_dim, self.arch, self.likelihood = int(latent_dim), arch, likelihood

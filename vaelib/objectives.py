@@ -42,6 +42,8 @@ def elbo(model, x: torch.Tensor, n_samples: int = 1, beta: float = 1.0, analytic
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0 (it weights a KL divergence), got {beta}")
     q = model.encode(x)
     z = q.rsample((n_samples,))  # (S, N, d)
     recon = model.log_likelihood(x, model.decode(z)).mean(0)

@@ -1,0 +1,66 @@
+"""Bad inputs and numerical edge cases (issue 17): each gets a clear error or the exact answer, never a silent NaN."""
+
+import pytest
+import torch
+
+import vaelib
+
+
+def test_nan_pixels_fail_the_range_check():
+    model = vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+    x = torch.rand(3, 1, 2, 2)
+    x[1, 0, 0, 1] = float("nan")
+    with pytest.raises(ValueError, match="1 are NaN"):
+        model.check_input(x)
+    with pytest.raises(ValueError, match="are NaN"):
+        vaelib.elbo(model, x)
+    with torch.no_grad(), pytest.raises(ValueError, match="are NaN"):
+        vaelib.iwae_bound(model, x, k=3)
+    with pytest.raises(ValueError, match="are NaN"):
+        vaelib.evaluate_bounds(model, vaelib.InMemoryData(x), k=2)
+    x[1, 0, 0, 1] = 1.5
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\], got \[.*, 1.5\]"):
+        model.check_input(x)
+
+
+@pytest.mark.parametrize("logvar", [100.0, -100.0, 0.0])
+def test_kl_normal_is_exactly_zero_where_q_equals_p_even_at_extreme_log_variances(logvar):
+    mu, lv = torch.tensor([[0.3, -2.0]]), torch.full((1, 2), logvar)
+    kl = vaelib.kl_normal(mu, lv, mu.clone(), lv.clone())
+    assert torch.equal(kl, torch.zeros(1))
+    # and it still agrees with torch.distributions where both are finite
+    lv_p = torch.full((1, 2), logvar + 0.5)
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu, (0.5 * lv).exp()),
+                                            torch.distributions.Normal(mu + 0.1, (0.5 * lv_p).exp())).sum(-1)
+    assert torch.allclose(vaelib.kl_normal(mu, lv, mu + 0.1, lv_p), ref, rtol=1e-4)
+
+
+def test_kl_categorical_gradient_is_finite_where_q_has_zeros():
+    q = torch.tensor([0.0, 0.25, 0.75], requires_grad=True)
+    p = torch.tensor([0.2, 0.3, 0.5], requires_grad=True)
+    kl = vaelib.kl_categorical(q, p)
+    kl.backward()
+    assert torch.isfinite(q.grad).all() and torch.isfinite(p.grad).all()
+    # d/dp_i of sum_j q_j log(q_j / p_j) is -q_i / p_i; d/dq_i is log(q_i / p_i) + 1 where q_i > 0
+    assert torch.allclose(p.grad, -q.detach() / p.detach())
+    assert torch.allclose(q.grad[1:], (q.detach()[1:] / p.detach()[1:]).log() + 1)
+    assert kl.item() == pytest.approx(0.25 * torch.log(torch.tensor(0.25 / 0.3)).item()
+                                      + 0.75 * torch.log(torch.tensor(0.75 / 0.5)).item())
+
+
+def test_kl_categorical_refuses_distributions_that_do_not_sum_to_one():
+    with pytest.raises(ValueError, match="q must sum to 1 .* sums to 0.9"):
+        vaelib.kl_categorical(torch.tensor([0.5, 0.4]), torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="p must sum to 1"):
+        vaelib.kl_categorical(torch.tensor([[0.5, 0.5]]), torch.tensor([[2.0, 0.5]]))
+
+
+def test_negative_beta_and_fractional_latent_dim_are_refused():
+    model = vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        vaelib.elbo(model, torch.rand(2, 1, 2, 2), beta=-1.0)
+    with pytest.raises(ValueError, match="latent_dim must be a whole number >= 1, got 2.5"):
+        vaelib.VAE(latent_dim=2.5, hidden=(8,), image_shape=(1, 2, 2))
+    with pytest.raises(ValueError, match="latent_dim must be a whole number"):
+        vaelib.VAE(latent_dim=True, hidden=(8,), image_shape=(1, 2, 2))
+    assert vaelib.VAE(latent_dim=3.0, hidden=(8,), image_shape=(1, 2, 2)).latent_dim == 3
