@@ -64,3 +64,27 @@ def test_negative_beta_and_fractional_latent_dim_are_refused():
     with pytest.raises(ValueError, match="latent_dim must be a whole number"):
         vaelib.VAE(latent_dim=True, hidden=(8,), image_shape=(1, 2, 2))
     assert vaelib.VAE(latent_dim=3.0, hidden=(8,), image_shape=(1, 2, 2)).latent_dim == 3
+
+
+def test_arguments_that_torch_would_answer_with_its_internals_get_a_sentence():
+    model = vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+    x = torch.rand(4, 1, 2, 2)
+    with pytest.raises(ValueError, match="images are torch.uint8 .* divide by 255"):
+        model.encode((x * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="images are torch.float64 but the model's weights are torch.float32"):
+        model.encode(x.double())
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1, got 0"):
+        vaelib.fit(model, lambda m, b: vaelib.vae_loss(m, b[0]), vaelib.InMemoryData(x), epochs=1,
+                   batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1"):
+        vaelib.InMemoryData(x).num_batches(0)
+    with pytest.raises(ValueError, match="needs at least 2 images .* got 0"):
+        vaelib.evaluate_bounds(model, vaelib.InMemoryData(x[:0]), k=2)
+    with pytest.raises(ValueError, match="n_samples must be a whole number >= 1, got 0"):
+        vaelib.elbo_surrogate(model, x, "score", n_samples=0)
+    with pytest.raises(ValueError, match="n_draws must be a whole number >= 1, got 0"):
+        vaelib.encoder_gradients(model, x, n_draws=0)
+    with pytest.raises(ValueError, match=r"seed must lie in \[0, 2\*\*63\)"):
+        vaelib.seed_everything(2**70)
+    with pytest.raises(ValueError, match="latent_statistics needs at least 2 images .* got 1"):
+        vaelib.latent_statistics(model, vaelib.InMemoryData(x[:1]))

@@ -168,6 +168,8 @@ class InMemoryData:
                             dequantize=self.dequantize)
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         n = len(self)
         return n // batch_size if drop_last else math.ceil(n / batch_size)
 

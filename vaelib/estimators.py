@@ -174,6 +174,8 @@ def elbo_surrogate(
     The KL term is the closed form in both cases, so the estimators differ only on
     E_q[log p(x|z)].
     """
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
     if estimator == "pathwise":
         if baseline is not None:
             raise ValueError("baselines apply to the score-function estimator only")
@@ -209,6 +211,8 @@ def encoder_gradients(
     Each draw uses ``n_samples`` codes per image (see `elbo_surrogate`). The decoder is held
     fixed; only ``model.encoder``'s parameters are differentiated.
     """
+    if not isinstance(n_draws, int) or n_draws < 1:
+        raise ValueError(f"n_draws must be a whole number >= 1, got {n_draws!r}")
     params = [p for p in model.encoder.parameters() if p.requires_grad]
     rows = []
     for _ in range(n_draws):

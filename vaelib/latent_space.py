@@ -66,6 +66,8 @@ def latent_statistics(model, data, batch_size: int = 500, kl_threshold: float = 
             mus.append(q.mu.double().cpu())
             kls.append(kl_normal_per_dim(q.mu, q.logvar).double().cpu())
             n += len(x)
+    if n < 2:
+        raise ValueError(f"latent_statistics needs at least 2 images (it measures variances over the data), got {n}")
     mu, kl = torch.cat(mus), torch.cat(kls)
     variance = mu.var(0)
     kl_per_dim = kl.mean(0)

@@ -375,6 +375,8 @@ def fit(
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
     train = train.to(device) if isinstance(train, InMemoryData) else train  # moved once, not per epoch

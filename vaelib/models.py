@@ -126,9 +126,13 @@ def make_decoder(arch: str, latent_dim: int, hidden: Sequence[int], image_shape:
     )
 
 
-def _check_images(x: torch.Tensor, image_shape: tuple[int, ...], values: bool = True) -> None:
+def _check_images(x: torch.Tensor, image_shape: tuple[int, ...], values: bool = True, dtype=None) -> None:
     if x.dim() != len(image_shape) + 1 or tuple(x.shape[1:]) != image_shape:
         raise ValueError(f"expected images of shape (N, {', '.join(map(str, image_shape))}), got {tuple(x.shape)}")
+    if dtype is not None and x.dtype != dtype:
+        hint = " (uint8 pixels: divide by 255, x.float() / 255)" if not x.is_floating_point() else ""
+        raise ValueError(f"images are {x.dtype} but the model's weights are {dtype}; convert with "
+                         f"x.to({dtype}){hint} or the model with model.to({x.dtype})")
     if values and x.numel():
         lo, hi = (v.item() for v in torch.aminmax(x))
         if not (0 <= lo and hi <= 1):  # written so that NaN (which compares False) fails it
@@ -177,7 +181,9 @@ class _ImageModel(nn.Module):
         in eval mode; a training step on a GPU skips it, because reading the minimum and
         maximum back would stall the device at every step (`vaelib.load_mnist` data lie in
         [0, 1] by construction)."""
-        _check_images(x, self.image_shape, values=x.device.type == "cpu" or not self.training)
+        weight = next((p for p in self.parameters() if p.is_floating_point()), None)
+        _check_images(x, self.image_shape, values=x.device.type == "cpu" or not self.training,
+                      dtype=None if weight is None else weight.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's per-pixel output for codes ``z (..., d)``: ``(..., *image_shape)``,

@@ -118,9 +118,9 @@ def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, progress:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             elbos.append(elbo(model, x).elbo.double().cpu())
             iwaes.append(iwae_bound(model, x, k).double().cpu())
-    e, w = torch.cat(elbos), torch.cat(iwaes)
-    n = len(e)
+    n = sum(len(e) for e in elbos)
     if n < 2:
-        raise ValueError("evaluate_bounds needs at least 2 images")
+        raise ValueError(f"evaluate_bounds needs at least 2 images (for a standard error), got {n}")
+    e, w = torch.cat(elbos), torch.cat(iwaes)
     return {"elbo": e.mean().item(), "elbo_se": (e.std() / math.sqrt(n)).item(),
             "nll": -w.mean().item(), "nll_se": (w.std() / math.sqrt(n)).item(), "k": k, "n": n}
