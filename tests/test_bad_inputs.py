@@ -88,3 +88,22 @@ def test_arguments_that_torch_would_answer_with_its_internals_get_a_sentence():
         vaelib.seed_everything(2**70)
     with pytest.raises(ValueError, match="latent_statistics needs at least 2 images .* got 1"):
         vaelib.latent_statistics(model, vaelib.InMemoryData(x[:1]))
+
+
+def test_a_resume_under_another_thread_count_warns(tmp_path, monkeypatch):
+    import warnings
+    x = torch.rand(32, 3)
+    data = vaelib.InMemoryData(x)
+    path = tmp_path / "run.pt"
+
+    def loss(m, b):
+        return m(b[0]).pow(2).mean()
+
+    vaelib.fit(torch.nn.Linear(3, 1), loss, data, epochs=1, checkpoint=path, device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same thread count: silent
+        vaelib.fit(torch.nn.Linear(3, 1), loss, data, epochs=2, checkpoint=path, device="cpu", progress=False)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
+    with pytest.warns(UserWarning, match=f"written with {threads} CPU threads, with {threads + 1}: .* not be bit-identical"):
+        vaelib.fit(torch.nn.Linear(3, 1), loss, data, epochs=3, checkpoint=path, device="cpu", progress=False)

@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -176,7 +177,7 @@ def _save_checkpoint(path: Path, model, optimizer, epoch: int, history: History,
                      config: Mapping | None) -> None:
     ckpt.atomic_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "steps": steps, "config": config,
                       "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "history": history, "rng": ckpt.rng_state()}, path)
+                      "history": history, "rng": ckpt.rng_state(), "threads": torch.get_num_threads()}, path)
 
 
 def _config_difference(stored: Mapping | None, config: Mapping) -> str:
@@ -200,6 +201,11 @@ def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tu
         raise ValueError(f"checkpoint {path} does not match this model or optimizer ({err}); "
                          "delete it or pass another checkpoint path") from None
     ckpt.set_rng_state(payload["rng"])
+    threads = payload.get("threads")
+    if threads is not None and threads != torch.get_num_threads():
+        warnings.warn(f"resuming {path}, written with {threads} CPU threads, with {torch.get_num_threads()}: "
+                      "CPU kernels split their sums by thread, so the result will not be bit-identical to an "
+                      "uninterrupted run (torch.set_num_threads restores it)", stacklevel=3)
     return int(payload["epoch"]), payload["history"], int(payload.get("steps", 0))
 
 
