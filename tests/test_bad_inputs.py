@@ -18,6 +18,10 @@ def test_nan_pixels_fail_the_range_check():
         vaelib.iwae_bound(model, x, k=3)
     with pytest.raises(ValueError, match="are NaN"):
         vaelib.evaluate_bounds(model, vaelib.InMemoryData(x), k=2)
+    with pytest.raises(ValueError, match="images to binarise must be numbers in \\[0, 1\\]; 1 are NaN"):
+        vaelib.InMemoryData(x, binarize="dynamic")  # one range check for every use: NaN fails it everywhere
+    with pytest.raises(ValueError, match="mean images for pixel_entropy must be numbers"):
+        vaelib.pixel_entropy(x)
     x[1, 0, 0, 1] = 1.5
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\], got \[.*, 1.5\]"):
         model.check_input(x)

@@ -146,7 +146,7 @@ def test_in_memory_data_subset_to_and_errors():
     assert len(next(only_x.batches(2))) == 1
     with pytest.raises(ValueError, match="x has 3 rows but y has 2"):
         InMemoryData(torch.zeros(3, 2), torch.zeros(2))
-    with pytest.raises(ValueError, match="needs x in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="images to binarise must lie in \\[0, 1\\]"):
         InMemoryData(torch.full((2, 2), 2.0), binarize="dynamic")
     with pytest.raises(ValueError, match="static binarisation is applied once"):
         InMemoryData(torch.zeros(2, 2), binarize="static")

@@ -96,9 +96,9 @@ def test_dequantized_data_is_fresh_each_batch_and_stays_in_the_pixels_bins():
     assert data.subset([0, 1]).dequantize and data.to("cpu").dequantize
     with pytest.raises(ValueError, match="cannot be combined with binarisation"):
         vaelib.InMemoryData(x, binarize="dynamic", dequantize=True)
-    with pytest.raises(ValueError, match="needs images in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="images to dequantize must be numbers in \\[0, 1\\]; 1 are NaN"):
         vaelib.dequantize(torch.tensor([float("nan")]))
-    with pytest.raises(ValueError, match="needs images in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="images to dequantize must lie in \\[0, 1\\]"):
         vaelib.InMemoryData(x * 2, dequantize=True)  # checked once, when the data are made
 
 

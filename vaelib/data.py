@@ -44,7 +44,7 @@ def dequantize(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
     discrete probability of the 8-bit image a lower bound, log P(k) >= E_u log p - D log(levels)
     (Theis et al., 2016); `vaelib.bits_per_dim` turns that into bits per pixel.
     """
-    _check_unit_range(x, "dequantize")
+    check_unit_range(x, "images to dequantize")
     return _spread(x, levels)
 
 
@@ -52,10 +52,23 @@ def _spread(x: torch.Tensor, levels: int = 256) -> torch.Tensor:  # `dequantize`
     return torch.rand_like(x).add_(x * (levels - 1)).div_(levels)
 
 
-def _check_unit_range(x: torch.Tensor, what: str) -> None:
-    lo, hi = torch.aminmax(x) if x.numel() else (x.new_zeros(()), x.new_zeros(()))
-    if not (0 <= lo.item() and hi.item() <= 1):  # written so that NaN fails it
-        raise ValueError(f"{what} needs images in [0, 1] (pixel / 255), got values outside it")
+def check_unit_range(x: torch.Tensor, what: str = "pixel values") -> None:
+    """Raise ``ValueError`` unless every value of ``x`` lies in [0, 1]; NaN fails too.
+
+    The one range check of vaelib's images (the models' inputs, binarisation, dequantisation,
+    `vaelib.pixel_entropy`). It reads the minimum and maximum back from the device, so callers
+    keep it out of a GPU training step. ``what`` names the values in the message.
+    """
+    if not x.numel():
+        return
+    lo, hi = (v.item() for v in torch.aminmax(x))
+    if 0 <= lo and hi <= 1:  # written so that NaN (which compares False) fails it
+        return
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{what} must be numbers in [0, 1]; {int(torch.isnan(x).sum())} are NaN "
+                         "(a division by zero or a failed load upstream?)")
+    raise ValueError(f"{what} must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]; "
+                     "scale images by 1/255 (vaelib.load_mnist does)")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -105,10 +118,8 @@ class InMemoryData:
             raise ValueError("dequantize applies to grey levels; it cannot be combined with binarisation")
         if y is not None and len(y) != len(x):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
-        if binarize == "dynamic" and x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ValueError("dynamic binarisation needs x in [0, 1], got values outside it")
-        if dequantize:  # checked once here, so batches draw without reading values back from the device
-            _check_unit_range(x, "dequantize")
+        if binarize == "dynamic" or dequantize:  # checked once here: batches then read nothing back
+            check_unit_range(x, "images to binarise" if binarize else "images to dequantize")
         self.x, self.y = x, y
         self.binarize = binarize
         self.dequantize = bool(dequantize)

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .data import check_unit_range
 from .latent_space import interpolate
 
 
@@ -78,8 +79,7 @@ def pixel_entropy(images: torch.Tensor) -> torch.Tensor:
     """
     if images.dim() < 2:
         raise ValueError(f"images must be (N, ...), got shape {tuple(images.shape)}")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError("pixel_entropy needs mean images with values in [0, 1]")
+    check_unit_range(images, "mean images for pixel_entropy")
     lam = images.flatten(1).double()
     h = -(torch.xlogy(lam, lam) + torch.xlogy(1 - lam, 1 - lam))
     return h.mean(1).to(images.dtype)

@@ -10,7 +10,6 @@ architecture exactly.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +18,7 @@ from torch import distributions as D
 from torch import nn
 
 from .checkpoint import atomic_save, load
+from .data import check_unit_range
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
@@ -133,16 +133,8 @@ def _check_images(x: torch.Tensor, image_shape: tuple[int, ...], values: bool = 
         hint = " (uint8 pixels: divide by 255, x.float() / 255)" if not x.is_floating_point() else ""
         raise ValueError(f"images are {x.dtype} but the model's weights are {dtype}; convert with "
                          f"x.to({dtype}){hint} or the model with model.to({x.dtype})")
-    if values and x.numel():
-        lo, hi = (v.item() for v in torch.aminmax(x))
-        if not (0 <= lo and hi <= 1):  # written so that NaN (which compares False) fails it
-            if math.isnan(lo) or math.isnan(hi):
-                raise ValueError(f"pixel values must be numbers in [0, 1]; {int(torch.isnan(x).sum())} "
-                                 "are NaN (a division by zero or a failed load upstream?)")
-            raise ValueError(
-                f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]; "
-                "scale images by 1/255 (vaelib.load_mnist does)"
-            )
+    if values:
+        check_unit_range(x)
 
 
 class _ImageModel(nn.Module):
