@@ -111,3 +111,81 @@ def test_a_resume_under_another_thread_count_warns(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
     with pytest.warns(UserWarning, match=f"written with {threads} CPU threads, with {threads + 1}: .* not be bit-identical"):
         vaelib.fit(torch.nn.Linear(3, 1), loss, data, epochs=3, checkpoint=path, device="cpu", progress=False)
+
+
+# --- fit does what it was asked, or says what it did instead (items 3 and 5) ----------------
+
+def _line_fit(**kwargs):
+    data = vaelib.InMemoryData(torch.linspace(0, 1, 32).unsqueeze(1))
+    model = kwargs.pop("model", None) or torch.nn.Linear(1, 1)
+    loss = kwargs.pop("loss", lambda m, b: (m(b[0]) - 2 * b[0]).pow(2).mean())
+    return model, vaelib.fit(model, loss, data, device="cpu", progress=False, batch_size=8, **kwargs)
+
+
+def test_a_checkpoint_with_more_epochs_than_asked_is_returned_with_a_warning(tmp_path):
+    path = tmp_path / "run.pt"
+    _line_fit(epochs=3, checkpoint=path)
+    with pytest.warns(UserWarning, match="holds 3 epochs, more than the 1 asked for: .* those of epoch 3"):
+        _, history = _line_fit(epochs=1, checkpoint=path)
+    assert history["epoch"] == [1, 2, 3]  # the history says what the model is
+
+
+def test_a_loss_without_gradient_is_refused_not_trained_on():
+    def detached(m, b):
+        with torch.no_grad():
+            return (m(b[0]) - 2 * b[0]).pow(2).mean()
+
+    with pytest.raises(ValueError, match="loss with no gradient"):
+        _line_fit(epochs=1, loss=detached)
+    other = torch.nn.Linear(1, 1)
+    with pytest.raises(ValueError, match="does not depend on any parameter the optimizer updates"):
+        _line_fit(epochs=1, loss=lambda m, b: (other(b[0]) - b[0]).pow(2).mean())
+
+
+def test_a_resume_runs_at_the_learning_rate_passed_in(tmp_path):
+    path = tmp_path / "run.pt"
+    _line_fit(epochs=1, checkpoint=path)  # the default Adam, lr 1e-3
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    seen = []
+    _line_fit(epochs=2, checkpoint=path, model=model, optimizer=optimizer,
+              on_step=lambda step: seen.append(optimizer.param_groups[0]["lr"]))
+    assert seen == [0.05] * 4
+    assert optimizer.state[model.weight]["step"] == 8  # the moments did come from the checkpoint
+
+
+class _Overflowing(torch.optim.SGD):
+    """SGD whose ``poison_at``-th update leaves a weight infinite although its loss and gradient were finite."""
+
+    def __init__(self, params, poison_at):
+        super().__init__(params, lr=0.1)
+        self.calls, self.poison_at = 0, poison_at
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step(closure)
+        self.calls += 1
+        if self.calls == self.poison_at:
+            self.param_groups[0]["params"][0].fill_(float("inf"))
+
+
+def test_non_finite_weights_are_named_and_restored_from_the_checkpoint(tmp_path):
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(vaelib.NonFiniteLossError, match="no longer finite .* no checkpoint of this run exists"):
+        _line_fit(epochs=1, model=model, optimizer=_Overflowing(model.parameters(), poison_at=2))
+    path = tmp_path / "run.pt"
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(vaelib.NonFiniteLossError, match=f"restored from {path}, the last completed epoch"):
+        _line_fit(epochs=2, model=model, optimizer=_Overflowing(model.parameters(), poison_at=6), checkpoint=path)
+    saved = torch.load(path, weights_only=True)["model"]
+    assert torch.isfinite(model.weight).all() and torch.equal(model.weight, saved["weight"])
+
+
+def test_a_first_epoch_failure_names_no_checkpoint_that_does_not_exist(tmp_path):
+    path = tmp_path / "run.pt"
+    with pytest.raises(vaelib.NonFiniteLossError) as err:
+        _line_fit(epochs=1, checkpoint=path, loss=lambda m, b: m(b[0]).mean() * float("nan"))
+    assert str(path) not in str(err.value) and "keeps the weights from the last good step." in str(err.value)
+    _line_fit(epochs=1, checkpoint=path)
+    with pytest.raises(vaelib.NonFiniteLossError, match=f"and {path} holds the last completed epoch"):
+        _line_fit(epochs=2, checkpoint=path, loss=lambda m, b: m(b[0]).mean() * float("nan"))

@@ -108,8 +108,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
         assert torch.equal(a, b)
     assert h_resumed["epoch"] == [1, 2, 3, 4]
     assert h_resumed["loss"] == h_straight["loss"] and h_resumed["val_loss"] == h_straight["val_loss"]
-    # asking for no more epochs than the checkpoint holds trains nothing
-    again, h_again = run(3, tmp_path / "ckpt.pt")
+    # asking for fewer epochs than the checkpoint holds trains nothing, and says so
+    with pytest.warns(UserWarning, match="holds 4 epochs, more than the 3 asked for"):
+        again, h_again = run(3, tmp_path / "ckpt.pt")
     assert h_again["epoch"] == [1, 2, 3, 4]
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), straight.parameters()))
 

@@ -194,12 +194,15 @@ def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tu
         raise ValueError(f"checkpoint {path} was written by a run with another configuration "
                          f"({_config_difference(payload.get('config'), config)}); delete it or pass "
                          "another checkpoint path")
+    asked = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     try:
         model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+        optimizer.load_state_dict(payload["optimizer"])  # the moments; it also overwrites lr and the like
     except (RuntimeError, ValueError, KeyError) as err:
         raise ValueError(f"checkpoint {path} does not match this model or optimizer ({err}); "
                          "delete it or pass another checkpoint path") from None
+    for group, settings in zip(optimizer.param_groups, asked):
+        group.update(settings)  # run with the learning rate (and betas, ...) of the optimizer passed in
     ckpt.set_rng_state(payload["rng"])
     threads = payload.get("threads")
     if threads is not None and threads != torch.get_num_threads():
@@ -211,14 +214,23 @@ def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tu
 
 # --- one epoch -----------------------------------------------------------------------------
 
-def _stop(epoch: int, step: int, loss: float, norm: float, path: Path | None, history: History):
+def _stop(epoch: int, step: int, loss: float, norm: float, path: Path | None, history: History,
+          weights_finite: bool, restored: bool):
     what = f"the loss became {loss}" if not math.isfinite(loss) else f"the gradient norm became {norm} (loss {loss:.6g})"
+    saved = path is not None and path.exists()
+    if weights_finite:
+        kept = ("The update was not applied: the model keeps the weights from the last good step"
+                + (f", and {path} holds the last completed epoch" if saved else "") + ".")
+    elif restored:
+        kept = (f"The weights themselves were no longer finite (an earlier update with a finite loss made them so), "
+                f"so the model and optimizer were restored from {path}, the last completed epoch.")
+    else:
+        kept = ("The weights themselves are no longer finite (an earlier update with a finite loss made them so) "
+                "and no checkpoint of this run exists: train again, with a lower learning rate"
+                + (" and a checkpoint" if path is None else "") + ".")
     return NonFiniteLossError(
-        f"Training stopped at epoch {epoch}, step {step}: {what}. The update was not applied: the model "
-        "keeps the weights from the last good step"
-        + (f" and {path} holds the last completed epoch" if path is not None else "")
-        + ". Common causes: a learning rate that is too high, the log of 0 or a variance that reached 0, "
-        "or inputs outside the range the loss expects.",
+        f"Training stopped at epoch {epoch}, step {step}: {what}. {kept} Common causes: a learning rate that "
+        "is too high, the log of 0 or a variance that reached 0, or inputs outside the range the loss expects.",
         epoch=epoch, step=step, value=loss if not math.isfinite(loss) else norm, history=history)
 
 
@@ -280,8 +292,14 @@ def _train_epoch(model, loss_fn, train, optimizer, *, batch_size, device, dtype,
             with products:
                 metrics = _metrics(loss_fn(model, batch))
             loss = metrics["loss"]
-            if loss.requires_grad:
-                loss.backward()
+            if not loss.requires_grad:
+                raise ValueError("loss_fn returned a loss with no gradient, so training would leave the weights "
+                                 "unchanged; compute it from the model's output outside torch.no_grad() and "
+                                 "without .detach() or .item()")
+            loss.backward()
+            if step == 1 and all(p.grad is None for p in params):
+                raise ValueError("the loss does not depend on any parameter the optimizer updates; pass an "
+                                 "optimizer built from this model's parameters")
             norm = _grad_norm(params, max_norm, loss)
             row = torch.stack([norm.to(loss.device)] + [v.detach().reshape(()) for v in metrics.values()])
             pending.append((step, batch_size_of(batch), row))
@@ -377,7 +395,14 @@ def fit(
 
     Raises:
         NonFiniteLossError: the loss or the gradient became NaN or infinite. The
-            offending update is not applied, so ``model`` keeps the last good weights.
+            offending update is not applied, so ``model`` keeps the last good weights (if an
+            earlier update had already made the weights non-finite, they are restored from
+            ``checkpoint``'s last completed epoch, and the message says which happened).
+        ValueError: the loss has no gradient, or reaches none of the optimizer's parameters.
+
+    Resuming keeps the hyperparameters (learning rate, betas, ...) of the ``optimizer`` passed
+    in and takes only its state (Adam's moments) from the checkpoint. A checkpoint that holds
+    more epochs than ``epochs`` is returned as it is, with a warning.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
@@ -398,6 +423,17 @@ def fit(
         start = steps = 0
         if path is not None and resume and path.exists():
             start, history, steps = _load_checkpoint(path, model, optimizer, config)
+            if start > epochs:
+                warnings.warn(f"{path} holds {start} epochs, more than the {epochs} asked for: the model and "
+                              f"history returned are those of epoch {start}. To train only {epochs}, pass "
+                              "resume=False or another checkpoint path.", stacklevel=2)
+
+        def stop(epoch: int, step: int, loss: float, norm: float) -> NonFiniteLossError:
+            finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+            restored = not finite and path is not None and path.exists()
+            if restored:  # keep the last good state we have: the last completed epoch
+                _load_checkpoint(path, model, optimizer, config)
+            return _stop(epoch, step, loss, norm, path, history, finite, restored)
         of = _of_total(train, batch_size)  # "/<batches per epoch>" when known
         line = ProgressLine(disable=not progress)  # one line for the whole run
         run_t0, stopped = time.perf_counter(), False
@@ -413,7 +449,7 @@ def fit(
                     show=lambda step, loss: line.show(f"epoch {epoch}/{epochs}: {step}{of} batches, "
                                                       f"{time.perf_counter() - t0:.0f} s, loss={loss:.4g}"),
                     due=line.due,
-                    stop=lambda step, loss, norm: _stop(epoch, step, loss, norm, path, history))
+                    stop=lambda step, loss, norm: stop(epoch, step, loss, norm))
                 if val is not None:
                     row.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
                 row["seconds"] = time.perf_counter() - t0
