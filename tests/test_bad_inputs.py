@@ -189,3 +189,90 @@ def test_a_first_epoch_failure_names_no_checkpoint_that_does_not_exist(tmp_path)
     _line_fit(epochs=1, checkpoint=path)
     with pytest.raises(vaelib.NonFiniteLossError, match=f"and {path} holds the last completed epoch"):
         _line_fit(epochs=2, checkpoint=path, loss=lambda m, b: m(b[0]).mean() * float("nan"))
+
+
+# --- damaged or missing data (items 8 and 9) ---------------------------------------------
+
+def _copy_of_mnist_test(tmp_path):
+    import shutil
+    raw = vaelib.data_dir() / "MNIST" / "raw"
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # copies, to be damaged
+        shutil.copy(raw / name, tmp_path / "MNIST" / "raw" / name)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):  # torchvision wants all four
+        (tmp_path / "MNIST" / "raw" / name).symlink_to(raw / name)
+    return tmp_path / "MNIST" / "raw"
+
+
+def _damage(path, how):
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[:1000]
+    elif how == "empty":
+        data = b""
+    elif how == "header":
+        data[0:4] = b"\x00\x00\x09\x09"
+    elif how == "overwritten":
+        data[5000:6000] = b"\xff" * 1000
+    elif how == "label 200":
+        data[100] = 200
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, how, what", [
+    ("t10k-images-idx3-ubyte", "truncated", "it has 1,000 bytes where the original has 7,840,016"),
+    ("t10k-labels-idx1-ubyte", "empty", "it has 0 bytes where the original has 10,008"),
+    ("t10k-images-idx3-ubyte", "header", "its bytes differ from the original's"),
+    ("t10k-images-idx3-ubyte", "overwritten", "its bytes differ from the original's"),
+    ("t10k-labels-idx1-ubyte", "label 200", "its bytes differ from the original's"),
+])
+def test_a_damaged_data_file_is_named_with_what_to_do(tmp_path, name, how, what):
+    raw = _copy_of_mnist_test(tmp_path)
+    _damage(raw / name, how)
+    with pytest.raises(vaelib.data.DamagedDataError) as err:
+        vaelib.load_mnist("test", root=tmp_path, download=False)
+    message = str(err.value)
+    assert f"{raw / name} is damaged: {what}" in message and "Delete it" in message
+
+
+def test_labels_outside_the_classes_are_refused_even_past_the_checksum(tmp_path, monkeypatch):
+    raw = _copy_of_mnist_test(tmp_path)
+    _damage(raw / "t10k-labels-idx1-ubyte", "label 200")
+    monkeypatch.setattr(vaelib.data, "_check_raw_files", lambda *args: None)
+    with pytest.raises(vaelib.data.DamagedDataError, match="labels from 0 to 200, outside 0..9"):
+        vaelib.load_mnist("test", root=tmp_path, download=False)
+
+
+def test_a_mistyped_data_folder_is_not_created_and_the_setting_used_is_named(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled by the test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setenv("VAELIB_DATA", str(tmp_path / "elsewhere"))
+    wrong = tmp_path / "does" / "not" / "exist"
+    with pytest.raises(vaelib.DatasetNotFoundError, match="given as root=, or as --data on the command line"):
+        vaelib.load_mnist("test", root=wrong)
+    assert not (tmp_path / "does").exists()
+    with pytest.raises(vaelib.DatasetNotFoundError, match="VAELIB_DATA is set to"):
+        vaelib.load_mnist("test")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_save_model_that_dies_half_way_leaves_the_good_model_readable(tmp_path, monkeypatch):
+    path = vaelib.save_model(vaelib.VAE(latent_dim=2, hidden=(8,)), tmp_path / "m.pt")
+    good = path.read_bytes()
+
+    def dying_save(obj, f, *args, **kwargs):  # a kill or a full disk in the middle of the write
+        with open(f, "wb") as half:
+            half.write(good[: len(good) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError, match="No space left"):
+        vaelib.save_model(vaelib.VAE(latent_dim=3, hidden=(8,)), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and vaelib.load_model(path).latent_dim == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary file left behind

@@ -116,3 +116,85 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint(tmp_path):
     (checkpoint,) = runs.glob("*.pt")
     assert stderr.strip().splitlines()[-1] == f"interrupted: the same command continues from {checkpoint} (the last finished epoch)"
     assert not list(runs.glob("*.lock")) and not list(runs.glob("*.tmp"))
+
+
+def _one_error_line(code, stdout, stderr):
+    """Exit 2, nothing on stdout, and the error as the last line of stderr, the only one of its kind
+    (train first says what it trains, and a download says it starts)."""
+    lines = stderr.strip().splitlines()
+    return (code == 2 and stdout == "" and lines[-1].startswith("error: ") and "Traceback" not in stderr
+            and sum(line.startswith("error: ") for line in lines) == 1)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--batch-size", "0"], "--batch-size must be a whole number >= 1, got 0"),
+    (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
+    (["--limit", "-5"], "--limit must be a whole number >= 1, got -5"),
+    (["--lr", "0"], "--lr must be a number > 0, got 0.0"),
+])
+def test_impossible_settings_are_one_line_before_any_training(smoke, tmp_path, capsys, argv, says):
+    code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"), *argv)
+    assert _one_error_line(code, stdout, stderr) and says in stderr
+    assert not (tmp_path / "m.pt.runs").exists()
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_training(smoke, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    cases = [(str(tmp_path) + "/runs/", "is a folder"), (str(tmp_path), "is a folder"),
+             (str(tmp_path / "a_file" / "m.pt"), "a_file is a file, not a folder")]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((str(locked / "m.pt"), "no permission to write in"))
+    for out, says in cases:
+        code, stdout, stderr = run(capsys, "train", "--out", out)
+        assert _one_error_line(code, stdout, stderr) and says in stderr, (out, stderr)
+    assert not list(tmp_path.glob("*.runs"))
+
+
+def test_damaged_checkpoints_and_data_are_one_line(smoke, tmp_path, capsys, monkeypatch):
+    model = vaelib.VAE(latent_dim=2, hidden=(8,))
+    good = vaelib.save_model(model, tmp_path / "good.pt")
+    payload = torch.load(good, weights_only=True)
+    for name, edit in [("extra", lambda c: c.update(extra=1)), ("missing", lambda c: c.pop("latent_dim"))]:
+        edited = {**payload, "config": dict(payload["config"])}
+        edit(edited["config"])
+        torch.save(edited, tmp_path / f"{name}.pt")
+        code, stdout, stderr = run(capsys, "evaluate", str(tmp_path / f"{name}.pt"))
+        assert _one_error_line(code, stdout, stderr) and "holds a model configuration with keys" in stderr
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo this should never run",))
+
+    torch.save({"format": "vaelib-model-1", "x": Evil()}, tmp_path / "evil.pt")
+    code, stdout, stderr = run(capsys, "evaluate", str(tmp_path / "evil.pt"))
+    assert _one_error_line(code, stdout, stderr) and "names the Python object posix.system" in stderr
+    assert "weights_only=False unless you made it yourself" in stderr and "\x1b" not in stderr
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:500])
+    code, stdout, stderr = run(capsys, "evaluate", str(tmp_path / "cut.pt"))
+    assert _one_error_line(code, stdout, stderr) and "the file is damaged" in stderr
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte"):
+        (raw / name).symlink_to(vaelib.data_dir() / "MNIST" / "raw" / name)
+    header = bytearray((vaelib.data_dir() / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes())
+    header[0:4] = b"\x00\x00\x09\x09"
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(header))
+    code, stdout, stderr = run(capsys, "evaluate", str(good), "--data", str(tmp_path / "data"))
+    assert _one_error_line(code, stdout, stderr) and "t10k-labels-idx1-ubyte is damaged" in stderr
+
+
+def test_missing_data_is_one_line_naming_the_setting_used(smoke, tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled by the test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    code, stdout, stderr = run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.pt"))
+    assert _one_error_line(code, stdout, stderr) and "given as root=, or as --data on the command line" in stderr
+    assert not (tmp_path / "nowhere").exists()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
+import re
 import signal
 import socket
 import tempfile
@@ -128,9 +130,20 @@ def load(path: str | os.PathLike, file_format: str, what: str, map_location: Any
     """
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's advice (weights_only=False) is the one thing not to do
+        found = re.search(r"GLOBAL (\S+)|[Uu]nsupported global:? (\S+)", str(err))
+        if found:
+            raise ValueError(f"refusing to load {path}: it names the Python object {found.group(1) or found.group(2)}, "
+                             f"which could run code when loaded; it is not {what}. Delete it (and never load it "
+                             "with weights_only=False unless you made it yourself).") from None
+        detail = re.search(r"(Unsupported operand \S+|invalid load key[^.]*)", str(err))
+        raise ValueError(f"cannot read {path} as {what}: the file is damaged or of another kind (the safe loader "
+                         f"stopped at: {detail.group(1) if detail else type(err).__name__}). Delete it to start "
+                         "afresh.") from None
     except Exception as err:
-        reason = " ".join(str(err).split())[:300]
-        raise ValueError(f"cannot read {path} as {what}: {reason}. Delete it to start afresh.") from None
+        first = " ".join(str(err).split()).split(". ")[0][:200]  # torch's first sentence says what failed
+        raise ValueError(f"cannot read {path} as {what}: the file is damaged (a copy cut short?) or of another "
+                         f"kind ({type(err).__name__}: {first}). Delete it to start afresh.") from None
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise ValueError(f"{path} is not {what}; delete it or choose another path")
     return payload

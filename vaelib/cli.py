@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,35 @@ def _binarize(model) -> str | None:
     return "dynamic" if model.likelihood == "bernoulli" else None
 
 
+def _check_numbers(args) -> None:
+    """Refuse impossible settings before any data is read or any epoch is trained."""
+    for name in ("epochs", "batch_size", "limit", "latent_dim", "k"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value}")
+    for name in ("lr", "max_minutes"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a number > 0, got {value}")
+
+
+def _check_out(out: str) -> None:
+    """Refuse an --out that cannot be written, before training rather than after the first epoch."""
+    path = Path(out)
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        raise ValueError(f"--out must name a file to save the model in, such as {path / 'vae.pt'}; {out} is a folder")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest folder that exists: the rest will be created in it
+    if not folder.is_dir():
+        raise ValueError(f"--out {out} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} cannot be written: no permission to write in {folder}")
+
+
 def train(args) -> dict:
+    _check_numbers(args)
+    _check_out(args.out)
     device = get_device()
     budget = run_budget(device)
     epochs = args.epochs if args.epochs is not None else budget.pick(smoke=1, default=20, full=100)
@@ -54,6 +83,7 @@ def train(args) -> dict:
 
 
 def evaluate_checkpoint(args) -> dict:
+    _check_numbers(args)
     device = get_device()
     budget = run_budget(device)
     model = load_model(args.checkpoint).to(device)
@@ -129,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {_resume_hint(args)}", file=sys.stderr)
         return 130
     except (DatasetNotFoundError, FileNotFoundError, ValueError, NonFiniteLossError, CheckpointInUseError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, whatever the message
         return 2
     print(json.dumps(result))
     return 0

@@ -17,6 +17,7 @@ import hashlib
 import io
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -33,6 +34,21 @@ _RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# (bytes, MD5) of each original uncompressed file, to tell a damaged file from a good one
+_RAW_CHECKS = {
+    "MNIST": {
+        "train-images-idx3-ubyte": (47040016, "6bbc9ace898e44ae57da46a324031adb"),
+        "train-labels-idx1-ubyte": (60008, "a25bea736e30d166cdddb491f175f624"),
+        "t10k-images-idx3-ubyte": (7840016, "2646ac647ad5339dbf082846283269ea"),
+        "t10k-labels-idx1-ubyte": (10008, "27ae3e4e09519cfbb04c329615203637"),
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": (47040016, "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+        "train-labels-idx1-ubyte": (60008, "9018921c3c673c538a1fc5bad174d6f9"),
+        "t10k-images-idx3-ubyte": (7840016, "8181f5470baa50b63fa0f6fddb340f0a"),
+        "t10k-labels-idx1-ubyte": (10008, "15d484375f8d13e6eb1aabb0c3f46965"),
+    },
+}
 
 
 def dequantize(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
@@ -73,6 +89,10 @@ def check_unit_range(x: torch.Tensor, what: str = "pixel values") -> None:
 
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not in the data folder and could not be downloaded."""
+
+
+class DamagedDataError(DatasetNotFoundError):
+    """A dataset file is there but is not the original (wrong size or checksum, impossible labels)."""
 
 
 def data_dir(root: str | os.PathLike | None = None) -> Path:
@@ -201,38 +221,84 @@ def _expected_layout(folder: str) -> str:
     return "\n".join(f"    <{DATA_ENV}>/{folder}/raw/{f}" for f in _RAW_FILES)
 
 
+def _damaged(path: Path, what: str) -> DamagedDataError:
+    return DamagedDataError(f"{path} is damaged: {what}. Delete it, then run again to download it afresh "
+                            "(or copy an intact file there).")
+
+
+def _check_raw_files(folder: str, root: str, train: bool) -> None:
+    """Raise `DamagedDataError` for a raw file of the split that is present but not the original.
+
+    Files that are absent are left to the download. The sizes are checked first (a download
+    cut short, an empty file), then the MD5 of the whole file (overwritten bytes).
+    """
+    for name, (size, md5) in _RAW_CHECKS[folder].items():
+        if name.startswith("train") != train:
+            continue
+        path = Path(root) / folder / "raw" / name
+        if not path.is_file():
+            continue
+        actual = path.stat().st_size
+        if actual != size:
+            raise _damaged(path, f"it has {actual:,} bytes where the original has {size:,} (a download cut short?)")
+        digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        if digest != md5:
+            raise _damaged(path, f"its bytes differ from the original's (MD5 {digest}, expected {md5})")
+
+
+def _created_dirs(path: Path) -> list[Path]:
+    """The folders from ``path`` up that do not exist yet (deepest first)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _setting(root_given: bool) -> str:
+    if root_given:
+        return "given as root=, or as --data on the command line"
+    if os.environ.get(DATA_ENV):
+        return f"{DATA_ENV} is set to {os.environ[DATA_ENV]!r}"
+    return f"{DATA_ENV} is not set, so the default {DEFAULT_DATA_DIR} was used"
+
+
 @functools.lru_cache(maxsize=8)
-def _load_raw(folder: str, root: str, train: bool, download: bool):
+def _load_raw(folder: str, root: str, train: bool, download: bool, root_given: bool = False):
     """Read one split with torchvision: uint8 images (N, 28, 28), int64 labels, class names."""
     import torchvision.datasets as tvd
 
     cls = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST}[folder]
+    _check_raw_files(folder, root, train)
     try:
         ds = cls(root=root, train=train, download=False)
     except RuntimeError:
         reason = "download disabled (download=False)"
         ds = None
         if download:
-            print(f"Downloading {folder} into {root} ...")
+            print(f"Downloading {folder} into {root} ...", file=sys.stderr)  # stdout may be a result (the CLI's JSON)
+            new_dirs = _created_dirs(Path(root) / folder / "raw")  # removed again if the download fails
             sink = io.StringIO()
             try:
                 with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                     ds = cls(root=root, train=train, download=True)
             except Exception as err:  # urllib, HTTP and disk errors all land here
                 reason = "download failed: " + " ".join(f"{type(err).__name__}: {err}".split())
+                for d in new_dirs:  # a mistyped folder is not left behind
+                    with contextlib.suppress(OSError):
+                        d.rmdir()  # only if empty
         if ds is None:
-            setting = (
-                f"{DATA_ENV} is set to {os.environ[DATA_ENV]!r}"
-                if os.environ.get(DATA_ENV)
-                else f"{DATA_ENV} is not set, so the default {DEFAULT_DATA_DIR} was used"
-            )
             raise DatasetNotFoundError(
-                f"{folder} was not found in {root} ({setting}) and could not be downloaded ({reason}).\n"
-                f"Point the environment variable {DATA_ENV} (or the root= argument) at a folder "
-                f"laid out as torchvision expects:\n{_expected_layout(folder)}\n"
+                f"{folder} was not found in {root} ({_setting(root_given)}) and could not be downloaded ({reason}).\n"
+                f"Point the environment variable {DATA_ENV} (or the root= argument, --data on the command line) "
+                f"at a folder laid out as torchvision expects:\n{_expected_layout(folder)}\n"
                 "or run once with internet access so the files are downloaded there."
             ) from None
-    return ds.data.clone(), ds.targets.clone(), list(ds.classes)
+    labels = ds.targets
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < len(ds.classes)):
+        raise _damaged(Path(root) / folder / "raw" / f"{'train' if train else 't10k'}-labels-idx1-ubyte",
+                       f"it holds labels from {int(labels.min())} to {int(labels.max())}, outside 0..{len(ds.classes) - 1}")
+    return ds.data.clone(), labels.clone(), list(ds.classes)
 
 
 def _load(
@@ -249,7 +315,7 @@ def _load(
         raise ValueError(f"binarize must be one of {BINARIZE_MODES}, got {binarize!r}")
     if dequantize and binarize is not None:
         raise ValueError(f"dequantize applies to grey levels; it cannot be combined with binarize={binarize!r}")
-    images, labels, classes = _load_raw(folder, str(data_dir(root)), split == "train", download)
+    images, labels, classes = _load_raw(folder, str(data_dir(root)), split == "train", download, root is not None)
     x = images.unsqueeze(1).to(torch.float32).div_(255.0)  # (N, 1, 28, 28) in [0, 1]
     if binarize == "static":
         g = torch.Generator().manual_seed(STATIC_BINARIZE_SEED + (split == "test"))

@@ -324,7 +324,16 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _I
     cls = {"ae": Autoencoder, "vae": VAE}.get(payload.get("kind"))
     if cls is None:
         raise ValueError(f"{path} holds an unknown model kind {payload.get('kind')!r}")
-    model = cls(**payload["config"])
+    config = payload.get("config")
+    expected = {"latent_dim", "arch", "hidden", "image_shape", "likelihood"}  # `_ImageModel.config`
+    if not isinstance(config, dict) or set(config) != expected:
+        keys = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{path} holds a model configuration with keys {keys}, not {sorted(expected)}: it was not "
+                         "written by this version of vaelib's save_model, or was edited; train the model again")
+    try:
+        model = cls(**config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} holds a model configuration that cannot be built: {err}") from None
     try:
         model.load_state_dict(payload["state"])
     except RuntimeError as err:
