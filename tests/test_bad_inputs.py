@@ -186,9 +186,9 @@ def test_a_first_epoch_failure_names_no_checkpoint_that_does_not_exist(tmp_path)
     with pytest.raises(vaelib.NonFiniteLossError) as err:
         _line_fit(epochs=1, checkpoint=path, loss=lambda m, b: m(b[0]).mean() * float("nan"))
     assert str(path) not in str(err.value) and "keeps the weights from the last good step." in str(err.value)
-    _line_fit(epochs=1, checkpoint=path)
+    _line_fit(epochs=1, checkpoint=path, config={"run": 1})  # a config of its own: the loss may change
     with pytest.raises(vaelib.NonFiniteLossError, match=f"and {path} holds the last completed epoch"):
-        _line_fit(epochs=2, checkpoint=path, loss=lambda m, b: m(b[0]).mean() * float("nan"))
+        _line_fit(epochs=2, checkpoint=path, config={"run": 1}, loss=lambda m, b: m(b[0]).mean() * float("nan"))
 
 
 # --- damaged or missing data (items 8 and 9) ---------------------------------------------
@@ -276,3 +276,22 @@ def test_a_save_model_that_dies_half_way_leaves_the_good_model_readable(tmp_path
     monkeypatch.undo()
     assert path.read_bytes() == good and vaelib.load_model(path).latent_dim == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary file left behind
+
+
+def test_a_checkpoint_is_never_resumed_with_another_loss_function(tmp_path):
+    path = tmp_path / "run.pt"
+    _line_fit(epochs=1, checkpoint=path)  # the squared error of _line_fit
+    with pytest.raises(ValueError, match="another configuration .*loss_fn: .*<lambda> \\(code [0-9a-f]+\\)' there"):
+        _line_fit(epochs=2, checkpoint=path, loss=lambda m, b: (m(b[0]) - 2 * b[0]).abs().mean())
+    _line_fit(epochs=2, checkpoint=path)  # the same loss resumes
+
+
+def test_describe_loss_is_the_same_in_every_process():
+    import subprocess
+    import sys
+    code = ("import vaelib.loop as l\n"
+            "def loss(m, b):\n    inner = lambda t: t * 2\n    return inner(m(b)).sum()\n"
+            "print(l.describe_loss(loss))")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)}
+    assert len(runs) == 1 and "loss (code " in runs.pop()

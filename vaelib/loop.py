@@ -10,6 +10,7 @@ any other per-batch means to log (``{"loss": ..., "kl": ...}``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -180,6 +181,25 @@ def _save_checkpoint(path: Path, model, optimizer, epoch: int, history: History,
                       "history": history, "rng": ckpt.rng_state(), "threads": torch.get_num_threads()}, path)
 
 
+def _code_digest(code) -> str:
+    """A hash of a function's bytecode, constants and names, the same in every process."""
+    h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
+    for const in code.co_consts:  # nested functions are code objects, whose repr holds an address
+        h.update((_code_digest(const) if hasattr(const, "co_code") else repr(const)).encode())
+    return h.hexdigest()[:12]
+
+
+def describe_loss(loss_fn: Callable) -> str:
+    """The loss function's qualified name and a hash of its code: what `fit` stores as the
+    configuration of a checkpointed run given no ``config``, so that resuming the checkpoint with
+    another loss function is refused. (Values a closure captures, such as a beta, are not seen:
+    pass ``config`` for those.)"""
+    target = getattr(loss_fn, "func", loss_fn)  # functools.partial
+    name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"
+    code = getattr(target, "__code__", None)
+    return name if code is None else f"{name} (code {_code_digest(code)})"
+
+
 def _config_difference(stored: Mapping | None, config: Mapping) -> str:
     if stored is None:
         return "it stores no configuration"
@@ -190,9 +210,10 @@ def _config_difference(stored: Mapping | None, config: Mapping) -> str:
 
 def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tuple[int, History, int]:
     payload = ckpt.load(path, CHECKPOINT_FORMAT, "a vaelib.fit checkpoint")
-    if config is not None and payload.get("config") != dict(config):
+    stored = payload.get("config")
+    if config is not None and stored != dict(config) and not (stored is None and set(config) == {"loss_fn"}):
         raise ValueError(f"checkpoint {path} was written by a run with another configuration "
-                         f"({_config_difference(payload.get('config'), config)}); delete it or pass "
+                         f"({_config_difference(stored, config)}); delete it or pass "
                          "another checkpoint path")
     asked = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     try:
@@ -369,7 +390,9 @@ def fit(
         checkpoint: a file written at the end of every epoch (weights, optimizer, history and
             random-number states), atomically.
         config: a dict of plain values describing the run, stored in the checkpoint; resuming
-            from a checkpoint whose stored configuration differs is refused.
+            from a checkpoint whose stored configuration differs is refused. Without it, a
+            checkpointed run stores ``{"loss_fn": describe_loss(loss_fn)}``, so a checkpoint is
+            never resumed with another loss function.
         resume: when ``checkpoint`` exists, continue from it; the result equals an
             uninterrupted run bit for bit on the same device.
         clip_grad_norm: clip the gradient's total norm to this value.
@@ -414,6 +437,8 @@ def fit(
     optimizer = optimizer if optimizer is not None else adam(model.parameters())
     max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
     path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and config is None:
+        config = {"loss_fn": describe_loss(loss_fn)}
     cap = run_budget(device).max_minutes if max_minutes is None else float(max_minutes)
     dtype = training_dtype(device, precision)
     if device.type == "cpu":
