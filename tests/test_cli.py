@@ -198,3 +198,12 @@ def test_missing_data_is_one_line_naming_the_setting_used(smoke, tmp_path, capsy
     code, stdout, stderr = run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.pt"))
     assert _one_error_line(code, stdout, stderr) and "given as root=, or as --data on the command line" in stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_save_that_fails_is_one_line(smoke, tmp_path, capsys, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vaelib.cli, "save_model", full_disk)
+    code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"), "--limit", "64")
+    assert _one_error_line(code, stdout, stderr) and "No space left on device" in stderr

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {_resume_hint(args)}", file=sys.stderr)
         return 130
-    except (DatasetNotFoundError, FileNotFoundError, ValueError, NonFiniteLossError, CheckpointInUseError) as err:
+    except (DatasetNotFoundError, OSError, ValueError, NonFiniteLossError, CheckpointInUseError) as err:  # OSError: a full disk
         print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, whatever the message
         return 2
     print(json.dumps(result))
