@@ -27,18 +27,25 @@ help:
 	@echo "make book        build the book into _build/html from the stored outputs (executes nothing)"
 	@echo "make test        pytest on tests/, nbval on book/*.ipynb (smoke budget), make book, make check-html"
 	@echo "make check-html  open every page of _build/html in headless Chromium and check it (pytest-playwright;"
-	@echo "                 a failing page's screenshot goes to _build/check-html)"
+	@echo "                 a failing page's screenshot goes to _build/check-html). Without Chromium it installs"
+	@echo "                 Debian's (asking before sudo); SKIP_BROWSER=1 skips the check, saying so"
 	@echo "make notebooks   execute each chapter whose code changed (FORCE=1: every chapter) into"
 	@echo "                 book/*.ipynb under the default budget; regenerate the others around their outputs"
 	@echo "make check-notebooks  fail if a book/*.ipynb is not what make notebooks would write"
-	@echo "make install     only create the environment ($(VENV))"
+	@echo "make install     only create the environment ($(VENV)); CPU=1 (with any target that installs):"
+	@echo "                 torch from PyTorch's CPU-only index, without the CUDA libraries"
 	@echo "make lock        write constraints.txt from the environment (after the tests pass)"
 	@echo "make clean       remove _build and the chapters' training runs"
 
 install: $(STAMP)
 
+# CPU=1 takes torch and torchvision from PyTorch's CPU-only index first (a machine without an
+# NVIDIA GPU then skips the CUDA libraries, about 4 GB); the rest comes from PyPI as usual.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(if $(CPU),$(PY) -m pip install --quiet torch torchvision --index-url $(TORCH_CPU_INDEX))
 	$(PY) -m pip install --quiet -r requirements.txt -e . $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	@touch $@
 
@@ -60,11 +67,18 @@ nbval: $(STAMP)
 
 # Needs a built book (make book). pytest-playwright drives the system Chromium (browser_tests/conftest.py);
 # screenshots of every chapter go to _build/screenshots, of each failing test's page to _build/check-html.
+# SKIP_BROWSER=1 skips it, loudly: a laptop without Chromium can still run the rest of make test.
 check-html: $(STAMP)
+ifdef SKIP_BROWSER
+	@echo "" >&2
+	@echo "******** SKIPPED: the browser check (make check-html) did not run, because SKIP_BROWSER is set. ********" >&2
+	@echo "******** The built pages were NOT opened in Chromium; this run does not show that they render.  ********" >&2
+else
 	@test -f _build/html/index.html || { echo "check-html: no _build/html; run make book first" >&2; exit 1; }
 	@tools/install_chromium.sh
 	$(PY) -m pytest -p no:cacheprovider browser_tests \
 	    --screenshot only-on-failure --output _build/check-html
+endif
 
 notebooks: $(STAMP)
 	$(PY) -m tools.notebooks sync $(if $(FORCE),--force)

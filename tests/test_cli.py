@@ -75,6 +75,16 @@ def test_missing_data_fails_clearly(smoke, tmp_path, capsys, monkeypatch):
     assert code == 2 and "VAELIB_DATA" in stderr and "Traceback" not in stderr
 
 
+def test_the_console_script_is_installed_beside_python(smoke):
+    import shutil
+    from pathlib import Path
+    script = shutil.which("vaelib", path=str(Path(sys.executable).parent))
+    assert script, "pip install -e . (make install) puts a vaelib script beside python"
+    result = subprocess.run([script, "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("usage: vaelib train")
+    assert "(default: 128)" in result.stdout
+
+
 def test_python_dash_m_entry_point(smoke):
     result = subprocess.run([sys.executable, "-m", "vaelib", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "evaluate" in result.stdout
@@ -207,3 +217,19 @@ def test_a_save_that_fails_is_one_line(smoke, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(vaelib.cli, "save_model", full_disk)
     code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"), "--limit", "64")
     assert _one_error_line(code, stdout, stderr) and "No space left on device" in stderr
+
+
+def test_evaluate_reads_the_training_runs_vaelib_keeps(smoke, tmp_path, capsys):
+    assert vaelib.models.FIT_FORMAT == vaelib.loop.CHECKPOINT_FORMAT
+    model, _ = vaelib.train_mnist_model("vae", 2, hidden=(16,), epochs=1, limit=128, runs=tmp_path / "runs",
+                                        device="cpu", progress=False)
+    (run_file,) = (tmp_path / "runs").glob("vae-*.pt")  # what a chapter leaves in book/runs
+    loaded = vaelib.load_model(run_file)
+    assert loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    code, stdout, stderr = run(capsys, "evaluate", str(run_file), "--limit", "20", "--k", "2")
+    assert code == 0 and json.loads(stdout)["latent_dim"] == 2
+    vaelib.train_mnist_classifier(epochs=1, limit=128, runs=tmp_path / "runs", device="cpu", progress=False)
+    (classifier,) = (tmp_path / "runs").glob("classifier-*.pt")
+    code, stdout, stderr = run(capsys, "evaluate", str(classifier))
+    assert _one_error_line(code, stdout, stderr) and "is a training checkpoint of a classifier" in stderr

@@ -43,6 +43,17 @@ def test_in_a_log_one_line_per_epoch_on_stderr(capsys):
     assert capsys.readouterr() == ("", "")
 
 
+def test_in_a_log_a_long_task_shows_a_line_every_log_interval(capsys, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    line = progress.ProgressLine(log_interval=30)
+    for step in range(1, 101):  # an evaluation of 100 batches, 1 s each
+        clock[0] += 1
+        line.show(f"bounds: {step}/100 batches")
+    line.close()
+    assert capsys.readouterr().err.splitlines() == [f"bounds: {s}/100 batches" for s in (30, 60, 90)]
+
+
 def test_in_a_terminal_one_line_redrawn_in_place(monkeypatch):
     term = FakeTerminal()
     monkeypatch.setattr("sys.stderr", term)

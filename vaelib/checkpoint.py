@@ -122,8 +122,8 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
-def load(path: str | os.PathLike, file_format: str, what: str, map_location: Any = "cpu") -> dict:
-    """Read a dict written by `atomic_save` whose ``"format"`` entry is ``file_format``.
+def load(path: str | os.PathLike, file_format: str | tuple[str, ...], what: str, map_location: Any = "cpu") -> dict:
+    """Read a dict written by `atomic_save` whose ``"format"`` entry is ``file_format`` (or one of them).
 
     ``what`` names the kind of file in error messages ("a vaelib model", ...).
     Raises ``ValueError`` for an unreadable file or one of another format.
@@ -144,7 +144,8 @@ def load(path: str | os.PathLike, file_format: str, what: str, map_location: Any
         first = " ".join(str(err).split()).split(". ")[0][:200]  # torch's first sentence says what failed
         raise ValueError(f"cannot read {path} as {what}: the file is damaged (a copy cut short?) or of another "
                          f"kind ({type(err).__name__}: {first}). Delete it to start afresh.") from None
-    if not isinstance(payload, dict) or payload.get("format") != file_format:
+    formats = (file_format,) if isinstance(file_format, str) else tuple(file_format)
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
         raise ValueError(f"{path} is not {what}; delete it or choose another path")
     return payload
 

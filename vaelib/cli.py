@@ -120,33 +120,51 @@ def _resume_hint(args) -> str:
     return f"the same command continues from {saved[-1]} (the last finished epoch)"
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and each option's default at the end of its help (those
+    whose default depends on the run budget or a setting say so in their own words)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if no_default or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vaelib", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog = "python -m vaelib" if Path(sys.argv[0]).name == "__main__.py" else "vaelib"  # as it was called
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=_Help)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train an autoencoder or a VAE on MNIST and save it")
-    t.add_argument("--model", choices=["ae", "vae"], default="vae")
-    t.add_argument("--arch", choices=ARCHS, default="mlp")
-    t.add_argument("--latent-dim", type=int, default=20)
+    t = sub.add_parser("train", help="train an autoencoder or a VAE on MNIST and save it", formatter_class=_Help,
+                       description="Train an autoencoder or a VAE on MNIST and save it to --out. A capped or "
+                                   "interrupted run continues when the same command runs again.")
+    t.add_argument("--model", choices=["ae", "vae"], default="vae", help="a deterministic autoencoder or a VAE")
+    t.add_argument("--arch", choices=ARCHS, default="mlp", help="fully connected layers or convolutions")
+    t.add_argument("--latent-dim", type=int, default=20, help="the size d of the code z")
     t.add_argument("--hidden", type=int, nargs="+",
                    help="layer sizes (mlp, default 512 256) or two channel counts (conv, default 32 64)")
     t.add_argument("--epochs", type=int, help="default from the run budget: smoke 1, default 20, full 100")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=128, help="images per training step")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     t.add_argument("--lr-decay", action="store_true", help="let the learning rate fall linearly to 0 over the epochs")
-    t.add_argument("--limit", type=int, help="use only the first N training images (smoke: 2000)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, help="use only the first N training images (default: all; 2000 in smoke mode)")
+    t.add_argument("--seed", type=int, default=0, help="seed of every random draw (weights, batches, binarisation)")
     t.add_argument("--data", help="data folder (default: $VAELIB_DATA, else ~/.cache/vaelib/data)")
     t.add_argument("--out", required=True, help="where to save the trained model")
     t.add_argument("--max-minutes", type=float,
                    help="wall-clock cap of the run; it stops at an epoch boundary, saves, and the same command "
                         "continues it (default: $VAELIB_MAX_MINUTES, else the run budget's: 0.5 / 6 / 10)")
-    e = sub.add_parser("evaluate", help="test ELBO and importance-sampled NLL of a saved model, as JSON")
-    e.add_argument("checkpoint")
+    e = sub.add_parser("evaluate", help="test ELBO and importance-sampled NLL of a saved model, as JSON",
+                       formatter_class=_Help,
+                       description="Print one JSON line: the test ELBO and NLL (-L_k) in nats per image, with "
+                                   "standard errors (for an autoencoder, its test reconstruction loss).")
+    e.add_argument("checkpoint", help="a model saved by train --out, or a training run of the chapters "
+                                      "(book/runs/*.pt) or of train (CKPT.runs/*.pt)")
     e.add_argument("--k", type=int, help="importance samples (default from the run budget: 10 / 1000 / 5000)")
-    e.add_argument("--limit", type=int, help="use only the first N test images (smoke: 500)")
-    e.add_argument("--batch-size", type=int, default=100)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--limit", type=int, help="use only the first N test images (default: all; 500 in smoke mode)")
+    e.add_argument("--batch-size", type=int, default=100, help="test images per batch")
+    e.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
     e.add_argument("--data", help="data folder (default: $VAELIB_DATA, else ~/.cache/vaelib/data)")
     return p
 
@@ -163,3 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(result))
     return 0
+
+
+def run() -> None:
+    """The ``vaelib`` console script: `main` with its exit code."""
+    sys.exit(main())

@@ -23,6 +23,7 @@ from .data import check_unit_range
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
 MODEL_FORMAT = "vaelib-model-1"
+FIT_FORMAT = "vaelib-fit-1"  # `vaelib.loop.CHECKPOINT_FORMAT`: a training run
 
 
 class _BernoulliLogProb(torch.autograd.Function):
@@ -314,13 +315,29 @@ def save_model(model: _ImageModel, path: str | Path) -> Path:
                         "state": model.state_dict()}, path)
 
 
+def _from_training_run(path: Path, payload: dict) -> dict:
+    """The model part of a `fit` checkpoint written by a recipe (`vaelib.train_mnist_model`: the
+    chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``), as a `save_model` payload."""
+    model = (payload.get("config") or {}).get("model")
+    if not isinstance(model, dict) or model.get("kind") not in ("ae", "vae"):
+        what = f"a {model.get('kind')}" if isinstance(model, dict) and model.get("kind") else "a model it does not describe"
+        raise ValueError(f"{path} is a training checkpoint of {what}, not of one of the course's autoencoders or "
+                         "VAEs (those written by train_mnist_model or `python -m vaelib train`)")
+    config = {k: v for k, v in model.items() if k != "kind"}
+    return {"kind": model["kind"], "config": config, "state": payload["model"]}
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _ImageModel:
-    """Rebuild a model saved by `save_model` (or by ``python -m vaelib train``)."""
+    """Rebuild a model saved by `save_model` (or by ``python -m vaelib train --out``), or the model of
+    a training run the recipes keep (the chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}; train one with `python -m vaelib train --out {path}`")
-    payload = load(path, MODEL_FORMAT, "a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`)",
-                   map_location=map_location)
+    payload = load(path, (MODEL_FORMAT, FIT_FORMAT),
+                   "a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`) or a "
+                   "training run of vaelib.fit", map_location=map_location)
+    if payload["format"] == FIT_FORMAT:
+        payload = _from_training_run(path, payload)
     cls = {"ae": Autoencoder, "vae": VAE}.get(payload.get("kind"))
     if cls is None:
         raise ValueError(f"{path} holds an unknown model kind {payload.get('kind')!r}")

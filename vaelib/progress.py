@@ -5,7 +5,9 @@
   run, on the normal output (never a red stderr box), and a stored notebook holds
   its final state.
 - In a terminal the line is redrawn on stderr with a carriage return.
-- Anywhere else (a log file, CI) one line is printed to stderr per finished epoch.
+- Anywhere else (a log file, CI, a pipe) a line is printed to stderr per finished epoch,
+  and in between at most one every ``log_interval`` seconds (30), so a long evaluation
+  shows that it is alive.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class ProgressLine:
     ``close()`` ends it. With ``disable=True`` nothing is shown.
     """
 
-    def __init__(self, *, disable: bool = False, min_interval: float = 0.5):
+    def __init__(self, *, disable: bool = False, min_interval: float = 0.5, log_interval: float = 30.0):
         if disable:
             self.mode = "off"
         elif in_kernel():
@@ -40,13 +42,22 @@ class ProgressLine:
             self.mode = "terminal"
         else:
             self.mode = "log"
-        self.min_interval = min_interval
+        self.min_interval, self.log_interval = min_interval, log_interval
         self.text, self._shown, self._last, self._handle = "", "", 0.0, None
+        self._logged = time.monotonic()  # a log's first line comes log_interval after the start
 
     def show(self, text: str) -> None:
         self.text = text
-        if time.monotonic() - self._last >= self.min_interval:
+        now = time.monotonic()
+        if self.mode == "log":
+            if now - self._logged >= self.log_interval:
+                self._log(text)
+        elif now - self._last >= self.min_interval:
             self._draw()
+
+    def _log(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+        self._shown, self._logged = text, time.monotonic()
 
     def due(self) -> bool:
         """True when `show` would redraw now (so a caller can skip computing the text)."""
@@ -55,8 +66,7 @@ class ProgressLine:
     def epoch_done(self, text: str) -> None:
         self.text = text
         if self.mode == "log":
-            print(text, file=sys.stderr, flush=True)
-            self._shown = text
+            self._log(text)
         else:
             self._draw()
 
