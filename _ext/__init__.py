@@ -1,4 +1,4 @@
-"""The book's build code: the Sphinx extensions (``stored_outputs``, ``dedupe_scripts``) and the
+"""The book's build code: the Sphinx extensions (``stored_outputs``, ``dedupe_scripts``, ``quiet_config``) and the
 MyST → CommonMark converter they share with tools/ (``colab``).
 
 One package, imported from the repository root under one name (``_ext.colab``): by Sphinx

@@ -195,3 +195,32 @@ def test_repeated_page_scripts_are_dropped_once_each():
     context = {"script_files": scripts}
     drop_repeated_scripts(None, "page", "page.html", context, None)
     assert context["script_files"] == [scripts[0], scripts[1], scripts[4], scripts[5]]
+
+
+def test_a_failing_chapter_stops_the_run_and_shows_its_error_not_a_page_of_context(monkeypatch, capsys):
+    from nbclient.exceptions import CellExecutionError
+
+    import tools.notebooks as notebooks
+
+    md, ipynb = CHAPTERS[0], CHAPTERS[0].with_suffix(".ipynb")
+    before = ipynb.read_text()
+    ran = []
+
+    def failing(nb, cwd):
+        ran.append(cwd)
+        raise CellExecutionError("traceback ...", "DatasetNotFoundError",
+                                 "MNIST was not found in /nowhere (VAELIB_DATA is set to '/nowhere')")
+
+    monkeypatch.setattr(notebooks, "execute", failing)
+    monkeypatch.setattr(notebooks, "vaelib_provenance", lambda allow_dirty: {"version": "0", "commit": "0" * 40, "dirty": False, "budget": "default"})
+    monkeypatch.setattr(notebooks.shutil, "rmtree", lambda *a, **k: None)  # keep book/runs
+    assert notebooks.sync([md, md], force=True) == 1
+    err = capsys.readouterr().err
+    assert len(ran) == 1 and ipynb.read_text() == before  # stopped at the first chapter, left it as it was
+    assert "a cell failed" in err and "DatasetNotFoundError: MNIST was not found in /nowhere" in err
+
+
+def test_stored_outputs_read_as_a_readers_own_run():
+    for md in CHAPTERS:
+        text = md.with_suffix(".ipynb").read_text()
+        assert "(VAELIB_BUDGET)" not in text, f"{md.name}: an output names a variable the reader never set"

@@ -51,3 +51,30 @@ def test_skip_browser_skips_loudly():
     result = subprocess.run(["make", "--no-print-directory", "-s", "check-html", "SKIP_BROWSER=1"], cwd=root,
                             capture_output=True, text=True, env={**os.environ})
     assert result.returncode == 0 and "SKIPPED: the browser check" in result.stderr
+
+
+def test_the_build_log_drops_the_myst_configuration_dumps_and_nothing_else():
+    import logging
+
+    from myst_parser.config.main import MdParserConfig
+
+    from _ext.quiet_config import _NoConfigDump
+
+    def record(level, msg, *args):
+        return logging.LogRecord("sphinx.myst_parser", level, __file__, 1, msg, args, None)
+
+    keep = _NoConfigDump().filter
+    assert not keep(record(logging.INFO, "myst v%s: %s", "3.0.1", MdParserConfig()))
+    assert keep(record(logging.INFO, "reading sources... %s", "book/intro"))
+    assert keep(record(logging.WARNING, "myst configuration invalid: %s", MdParserConfig()))
+
+
+def test_chapters_are_executed_over_local_sockets_without_kernel_warnings(capfd):
+    import nbformat
+
+    from tools.notebooks import execute
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; repr(os.environ.get('VAELIB_BUDGET'))")])
+    execute(nb, Path(__file__).parent)
+    assert nb.cells[0].outputs[0]["data"]["text/plain"] == "'None'"  # a reader's run sets no budget either
+    assert "WARNING" not in capfd.readouterr().err

@@ -32,11 +32,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
 
 import nbformat
+from nbclient.exceptions import CellExecutionError
 
 from _ext.colab import (
     book_index, chapter_code_cells, colab_notebook, is_notebook_text, setup_cells, stale_code,
@@ -148,15 +150,26 @@ def merge_streams(outputs: list) -> list:
 
 def execute(nb, cwd: Path, timeout: int = 1800) -> None:
     """Run ``nb`` in a fresh kernel in ``cwd`` under the default budget, whatever the machine."""
+    from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
+    import torch
+
     env_before = dict(os.environ)
-    for name in ("CI", "VAELIB_SMOKE"):
+    for name in ("CI", "VAELIB_SMOKE", "VAELIB_BUDGET", "VAELIB_MAX_MINUTES"):
         os.environ.pop(name, None)
-    os.environ["VAELIB_BUDGET"] = BUDGET  # stored outputs show what a CPU reader gets
+    if torch.cuda.is_available():  # a GPU would pick the full budget: force the default one
+        os.environ["VAELIB_BUDGET"] = BUDGET
+    # else nothing is set: the stored outputs read as a CPU reader's own run ("default (cpu device)")
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                       resources={"metadata": {"path": str(cwd)}}).execute()
+        with tempfile.TemporaryDirectory() as sockets:  # IPC: local sockets, not TCP (ipykernel warns on TCP)
+            km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+            try:
+                NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", record_timing=False,
+                               resources={"metadata": {"path": str(cwd)}}).execute()
+            finally:
+                if km.has_kernel:  # a kernel manager passed in is ours to stop
+                    km.shutdown_kernel(now=True)
     finally:
         os.environ.clear()
         os.environ.update(env_before)
@@ -194,7 +207,12 @@ def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False) -> int
             print(f"{name}: executing (budget {BUDGET}, vaelib {provenance['commit'][:12]}) ...", flush=True)
             t0 = time.perf_counter()
             nb = colab_notebook(md, provenance, index=index)
-            execute(nb, md.parent)
+            try:
+                execute(nb, md.parent)
+            except CellExecutionError as err:  # the error itself, not nbclient's page of context
+                print(f"{name}: a cell failed, so {ipynb.name} was left as it was and no later chapter ran.\n"
+                      f"{err.ename}: {err.evalue}", file=sys.stderr)
+                return 1
             print(f"{name}: executed in {time.perf_counter() - t0:.0f} s", flush=True)
         else:
             nb = regenerate(md, stored, index)
