@@ -8,7 +8,8 @@ reported. A page has a problem when
 - it did not load (HTTP 200, a title, a main article with text), a script threw a
   JavaScript error, or a local file is missing (HTTP 4xx/5xx);
 - MathJax did not typeset every math element (each ``.math`` node holds an
-  ``mjx-container``), reported a TeX error (``mjx-merror``, an undefined macro in red), or
+  ``mjx-container``), reported a TeX error (``mjx-merror``, an undefined macro in red),
+  typeset a display equation wider than its text column (cut off, or scrolled), or
   left a raw ``$$``, ``\\begin``, ``\\frac``, ``\\(`` or ``\\[`` in the visible text outside code;
 - an ``<img>`` did not load with a non-zero natural size, or a figure output of a cell
   does not sit in a ``<figure>`` with a caption;
@@ -99,6 +100,19 @@ async () => {
     }
   }
 
+  // Display math wider than its column: cut off, or behind a horizontal scroll bar.
+  const wideMath = [];
+  if (window.MathJax && MathJax.startup && MathJax.startup.document) {
+    for (const item of MathJax.startup.document.math) {
+      const box = item.display && item.typesetRoot;
+      const inner = box && box.querySelector("mjx-math");
+      if (!inner || !visible(box)) continue;
+      const column = box.clientWidth;  // the room left beside a numbered equation's number
+      const width = inner.getBoundingClientRect().width;
+      if (width > column + 1) wideMath.push({ tex: snippet(item.math), width: Math.round(width), column });
+    }
+  }
+
   const badImages = images.filter(img => !(img.complete && img.naturalWidth > 0))
     .map(img => img.getAttribute("src") || "(no src)");
   const uncaptioned = [...document.querySelectorAll(".cell_output img")]
@@ -126,7 +140,7 @@ async () => {
     .map(a => a.getAttribute("href"));
 
   return { title: document.title, mainText: main ? main.textContent.trim().length : 0,
-           rawTex, mathCount: math.length, untypeset, mathErrors,
+           rawTex, mathCount: math.length, untypeset, mathErrors, wideMath,
            imageCount: images.length, badImages, uncaptioned, outputProblems,
            links, ids, downloads,
            mathjax: !!(window.MathJax && MathJax.startup) };
@@ -166,6 +180,8 @@ def fact_problems(facts: dict) -> list[str]:
         problems.append(f"{facts['mathCount']} math elements but MathJax did not load")
     problems += [f"math not typeset: {text!r}" for text in facts["untypeset"]]
     problems += [f"MathJax error: {text!r}" for text in facts["mathErrors"]]
+    problems += [f"math wider than its column ({m['width']} px in {m['column']} px): {m['tex']!r}"
+                 for m in facts["wideMath"]]
     problems += [f"image did not load: {src}" for src in facts["badImages"]]
     problems += [f"figure without a caption: {src}" for src in facts["uncaptioned"]]
     return problems + facts["outputProblems"]

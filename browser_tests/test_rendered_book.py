@@ -109,6 +109,11 @@ DEFECTS = {
     ),
     "15_no_download": ({"download": ""}, "chapter page has no download button"),
     "16_js_error": ({"head": "<script>throw new Error('boom')</script>"}, "JavaScript error: boom"),
+    "17_wide_equation": (
+        {"body": '<div class="math notranslate nohighlight">\\[' + " + ".join(f"x_{{{i}}}" for i in range(150))
+                 + '\\]</div>'},
+        "math wider than its column",
+    ),
 }
 
 
