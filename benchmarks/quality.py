@@ -2,7 +2,7 @@
 report its test NLL on all 10 000 MNIST test images.
 
     python benchmarks/quality.py [--epochs 100] [--k 1000] [--precision auto|fp32|bf16]
-                                 [--lr 3e-3] [--no-decay] [--batch-size 128]
+                                 [--lr 3e-3] [--no-decay] [--batch-size 128] [--hidden 400] [--latent-dim 20]
 
 Trains with `vaelib.train_mnist_model` as Chapter 6 does (dynamically binarised training
 data, batch 128, Adam with lr 3e-3 falling linearly to 0 over the epochs), in a fresh
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[400], help="hidden layer sizes (Chapter 6: 400)")
+    parser.add_argument("--latent-dim", type=int, default=20, help="d (Chapter 6: 20)")
     parser.add_argument("--no-decay", action="store_true", help="keep the learning rate constant")
     parser.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
@@ -43,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
         model, history = vaelib.train_mnist_model(
-            "vae", latent_dim=20, hidden=(400,), epochs=args.epochs, lr=args.lr, lr_decay=not args.no_decay,
+            "vae", latent_dim=args.latent_dim, hidden=tuple(args.hidden), epochs=args.epochs, lr=args.lr, lr_decay=not args.no_decay,
             batch_size=args.batch_size,
             device=device, runs=runs, progress=False, max_minutes=float("inf"))
         spent = time.perf_counter() - start
@@ -57,7 +59,8 @@ def main() -> None:
           f"training products in {str(dtype)[6:]}, batch {args.batch_size}, Adam lr {args.lr:g} ({schedule})\n")
     print("| model | training | epochs | test ELBO | test NLL (-L_k) | k | evaluation |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| VAE 784-400-20 | {spent / 60:.1f} min | {len(history['epoch'])} | "
+    sizes = "-".join(map(str, [784, *args.hidden, args.latent_dim]))
+    print(f"| VAE {sizes} | {spent / 60:.1f} min | {len(history['epoch'])} | "
           f"{result['elbo']:.2f} ± {result['elbo_se']:.2f} | {result['nll']:.2f} ± {result['nll_se']:.2f} | "
           f"{args.k} | {eval_s / 60:.1f} min |")
     seconds = history["seconds"]
