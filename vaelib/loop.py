@@ -29,7 +29,7 @@ from .progress import ProgressLine
 History = dict  # {"epoch": [1, 2, ...], "loss": [...], "val_loss": [...], "seconds": [...]}
 LossFn = Callable[[nn.Module, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
 
-CHECKPOINT_FORMAT = "vaelib-fit-1"  # also read by `vaelib.load_model` (models.FIT_FORMAT)
+CHECKPOINT_FORMAT = "vaelib-fit-1"  # also read by `vaelib.load_model`
 
 
 class NonFiniteLossError(RuntimeError):

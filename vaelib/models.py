@@ -19,11 +19,11 @@ from torch import nn
 
 from .checkpoint import atomic_save, load
 from .data import check_unit_range
+from .loop import CHECKPOINT_FORMAT as FIT_FORMAT  # a training run of `fit`
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
 MODEL_FORMAT = "vaelib-model-1"
-FIT_FORMAT = "vaelib-fit-1"  # `vaelib.loop.CHECKPOINT_FORMAT`: a training run
 
 
 class _BernoulliLogProb(torch.autograd.Function):
