@@ -4,6 +4,7 @@ Every public name is listed in ``__all__`` below (and in the README); chapters
 import nothing else.
 """
 
+from .conditional import M2, ConditionalVAE, conditional_elbo, labelled_subset, m2_loss
 from .data import (
     DATA_ENV,
     DatasetNotFoundError,
@@ -19,11 +20,13 @@ from .estimators import (
     GradientStats,
     elbo_surrogate,
     encoder_gradients,
+    gradient_snr,
     gradient_stats,
     pathwise_grad,
     quadratic_cost_variances,
     score_function_grad,
 )
+from .gaps import elbo_of, inference_gaps, optimise_local_posterior
 from .latent_space import active_units, interpolate, latent_grid, latent_statistics
 from .loop import LinearAnnealing, NonFiniteLossError, evaluate, fit
 from .metrics import (
@@ -34,9 +37,10 @@ from .metrics import (
     pixel_entropy,
 )
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
-from .objectives import ELBOTerms, elbo, evaluate_bounds, iwae_bound, vae_loss
+from .objectives import ELBOTerms, elbo, evaluate_bounds, importance_weights, iwae_bound, iwae_loss, vae_loss
 from .plotting import Table, image_grid, plot_codes, plot_history, show_images
 from .recipes import RUNS_ENV, runs_dir, train_mnist_classifier, train_mnist_model
+from .recipes import train_conditional_vae, train_label_classifier, train_m2
 from .tractable import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
 from .version import __version__
 
@@ -64,6 +68,9 @@ __all__ = [
     "train_mnist_classifier",
     "runs_dir",
     "RUNS_ENV",
+    "train_conditional_vae",
+    "train_m2",
+    "train_label_classifier",
     # divergences.py: KL divergences (Chapter 2)
     "kl_normal",
     "kl_normal_per_dim",
@@ -85,18 +92,31 @@ __all__ = [
     "quadratic_cost_variances",
     "elbo_surrogate",
     "encoder_gradients",
+    "gradient_snr",
     # models.py: the autoencoder and the VAE
     "Autoencoder",
     "VAE",
     "DiagonalNormal",
     "save_model",
     "load_model",
+    # conditional.py: models with a label, the conditional VAE and M2 (Chapter 9)
+    "ConditionalVAE",
+    "conditional_elbo",
+    "M2",
+    "m2_loss",
+    "labelled_subset",
     # objectives.py: what a VAE is trained on and judged by
     "elbo",
     "ELBOTerms",
     "vae_loss",
     "iwae_bound",
     "evaluate_bounds",
+    "importance_weights",
+    "iwae_loss",
+    # gaps.py: where the ELBO loses to log p(x), approximation and amortisation (Chapter 10)
+    "optimise_local_posterior",
+    "elbo_of",
+    "inference_gaps",
     # latent_space.py: walking the code space, and what it is used for (Chapters 5 to 8)
     "interpolate",
     "latent_grid",

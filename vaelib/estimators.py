@@ -10,6 +10,10 @@ The problem: g = d/d(mu, sigma) E_{z ~ N(mu, sigma^2)}[f(z)].
 
 Both return one estimate per sample, so callers can average and measure variance.
 Gradients are with respect to mu and sigma (not log sigma; multiply by sigma for that).
+
+`gradient_snr` measures any stochastic loss's gradient estimates on a model, parameter by
+parameter: the signal-to-noise ratio |mean| / std over independent draws, for the encoder's and
+the decoder's parameters apart (Chapter 10, after Rainforth et al., 2018).
 """
 
 from __future__ import annotations
@@ -221,3 +225,42 @@ def encoder_gradients(
         rows.append(-torch.cat([g.reshape(-1) for g in grads]))  # gradient of the ELBO, not the loss
     return torch.stack(rows)
 
+
+# ---- signal-to-noise ratio of gradient estimates, parameter by parameter -----------------------------
+
+
+def gradient_snr(model, loss_fn: Callable, n_draws: int, groups: dict | None = None) -> dict[str, torch.Tensor]:
+    """Per-parameter signal-to-noise ratio |E[g]| / std[g] of a stochastic gradient estimate g.
+
+    ``loss_fn(model)`` returns a scalar loss computed with fresh random numbers at each call;
+    its gradient is drawn ``n_draws`` (M) times. For each parameter coordinate, the mean and the
+    standard deviation (with M - 1) over the M draws are accumulated in float64 by Welford's
+    update (so memory does not grow with M), and SNR = |mean| / std: ``inf`` where the draws
+    are all equal and non-zero, ``nan`` where they are all zero.
+
+    ``groups`` maps a name to a module or an iterable of parameters; the default is
+    ``{"encoder": model.encoder, "decoder": model.decoder}``. Parameters the loss does not reach
+    count as zero gradients. Returns ``{name: (P_name,)}``, the flattened SNRs of each group.
+    """
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 2:
+        raise ValueError(f"n_draws must be a whole number >= 2 (a standard deviation needs two draws), got {n_draws!r}")
+    if groups is None:
+        groups = {"encoder": model.encoder, "decoder": model.decoder}
+    params = {name: [p for p in (g.parameters() if isinstance(g, torch.nn.Module) else g) if p.requires_grad]
+              for name, g in groups.items()}
+    if not all(params.values()):
+        raise ValueError(f"every group needs parameters that require gradients; empty: "
+                         f"{[name for name, ps in params.items() if not ps]}")
+    flat = [p for ps in params.values() for p in ps]
+    sizes = [sum(p.numel() for p in ps) for ps in params.values()]
+    device = flat[0].device
+    mean = torch.zeros(sum(sizes), dtype=torch.float64, device=device)
+    m2 = torch.zeros_like(mean)  # the sum of squared deviations from the running mean
+    for n in range(1, n_draws + 1):
+        grads = torch.autograd.grad(loss_fn(model), flat, allow_unused=True)
+        g = torch.cat([(torch.zeros_like(p) if gr is None else gr).reshape(-1) for p, gr in zip(flat, grads)]).double()
+        delta = g - mean
+        mean += delta / n
+        m2 += delta * (g - mean)
+    snr = (mean.abs() / (m2 / (n_draws - 1)).sqrt()).cpu()
+    return dict(zip(params, snr.split(sizes)))

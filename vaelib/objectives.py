@@ -6,6 +6,9 @@ dimensions, never means).
 - `iwae_bound`: the importance-weighted bound L_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)],
   which is the ELBO at k = 1, grows with k, and tends to log p(x) (Burda et al., 2016).
 - `evaluate_bounds`: the ELBO and -L_k averaged over a dataset, with standard errors.
+- `importance_weights` and `iwae_loss`: L_k as a training objective (Chapter 10): the
+  reparameterised log-weights log w_s with their self-normalised weights, and -mean L_k, whose
+  gradient is sum_s w~_s grad log w_s.
 
 The log-likelihood log p(x | z) is always the model's own (`VAE.log_likelihood`), whatever
 its decoder; the KL terms come from `vaelib.divergences`.
@@ -102,6 +105,43 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
         z = q.sample((min(chunk, k - start),))
         log_w.append(model.log_likelihood(x, model.decode(z)) + prior.log_prob(z) - q.log_prob(z))
     return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1 (the number of importance samples), got {k!r}")
+    return k
+
+
+def importance_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k reparameterised log importance weights of each image and their self-normalised weights.
+
+    z_s = mu(x) + sigma(x) * eps_s with eps_s ~ N(0, I), s = 1..k, all in one chunk, and
+    log w_s = log p(x | z_s) + log p(z_s) - log q(z_s | x), in nats.
+
+    Returns ``(log_w, w_tilde)``, both ``(k, N)``: ``log_w`` keeps its graph (it depends on the
+    decoder through log p(x | z_s) and on the encoder through z_s and log q), ``w_tilde`` =
+    softmax of ``log_w`` over the k samples, detached: each column sums to 1.
+    L_k = logsumexp_s(log w_s) - log k, and its gradient is sum_s w~_s grad log w_s.
+    Draws ``q.rsample((k,))``, so with the same seed ``k = 1`` uses the noise of `elbo`.
+    """
+    _check_k(k)
+    q = model.encode(x)
+    z = q.rsample((k,))  # (k, N, d): gradients flow through the sampling path
+    log_w = model.log_likelihood(x, model.decode(z)) + model.prior().log_prob(z) - q.log_prob(z)
+    return log_w, torch.softmax(log_w.detach(), dim=0)
+
+
+def iwae_loss(model, x: torch.Tensor, k: int) -> torch.Tensor:
+    """The IWAE training loss -mean_n L_k(x_n), a scalar in nats per image (Burda et al., 2016).
+
+    L_k(x) = log (1/k) sum_s w_s with the reparameterised weights of `importance_weights`, in one
+    chunk, with gradients for the encoder and the decoder. At ``k = 1`` it is the one-sample ELBO
+    with the Monte Carlo KL, ``vae_loss(model, x, analytic_kl=False)`` (the same number for the
+    same seed). For evaluation with large k use `iwae_bound`, which draws in chunks.
+    """
+    log_w, _ = importance_weights(model, x, k)
+    return -(torch.logsumexp(log_w, dim=0) - math.log(k)).mean()
 
 
 def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, progress: bool = False) -> dict:

@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .conditional import M2, ConditionalVAE, conditional_elbo, labelled_subset, m2_loss
 from .data import InMemoryData, load_fashion_mnist, load_mnist
-from .device import seed_everything
+from .device import get_device, seed_everything
 from .loop import History, LinearAnnealing, adam, fit
-from .models import VAE, Autoencoder
-from .objectives import vae_loss
+from .models import VAE, Autoencoder, make_encoder
+from .objectives import iwae_loss, vae_loss
 from .version import __version__
 
 RUNS_ENV = "VAELIB_RUNS"
@@ -86,6 +87,7 @@ def train_mnist_model(
     free_bits: float = 0.0,
     kl_warmup_steps: int = 0,
     analytic_kl: bool = True,
+    iwae_k: int = 1,
     dataset: str = "mnist",
     binarize: str | None = "dynamic",
     dequantize: bool = False,
@@ -106,8 +108,9 @@ def train_mnist_model(
     The model is an `Autoencoder` (``kind="ae"``, trained on its reconstruction loss) or a `VAE`
     (``kind="vae"``, trained on `vae_loss` with ``beta`` and ``free_bits``; with
     ``kl_warmup_steps``, beta rises linearly from 0 over that many steps; ``analytic_kl=False``
-    estimates the KL by Monte Carlo), with a
-    ``likelihood`` decoder, on the first ``limit`` training images of ``dataset`` (``"mnist"``
+    estimates the KL by Monte Carlo; ``iwae_k`` > 1 trains on the importance-weighted bound
+    L_k instead, `iwae_loss` with k = ``iwae_k``, which needs beta = 1, no free bits, no warm-up),
+    with a ``likelihood`` decoder, on the first ``limit`` training images of ``dataset`` (``"mnist"``
     or ``"fashion_mnist"``) binarised as ``binarize`` (``"dynamic"``, ``"static"`` or None for
     grey levels; with ``dequantize``, grey levels spread over their 8-bit bins afresh every
     epoch, `vaelib.dequantize`), by Adam with learning rate ``lr`` (with ``lr_decay``, falling linearly from ``lr``
@@ -127,6 +130,12 @@ def train_mnist_model(
         raise ValueError(f"kind must be 'ae' or 'vae', got {kind!r}")
     if kind == "ae" and (beta != 1.0 or free_bits or kl_warmup_steps or not analytic_kl):
         raise ValueError("beta, free_bits and kl_warmup_steps shape a VAE's loss; the autoencoder has no KL term")
+    if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k < 1:
+        raise ValueError(f"iwae_k must be a whole number >= 1 (1: the ELBO), got {iwae_k!r}")
+    if iwae_k > 1 and (kind != "vae" or beta != 1.0 or free_bits or kl_warmup_steps or not analytic_kl):
+        raise ValueError(f"iwae_k = {iwae_k} trains a VAE on the bound L_k, which has no KL term to weigh, "
+                         "clamp or estimate: it needs kind='vae', beta=1, free_bits=0, kl_warmup_steps=0 and "
+                         "the default analytic_kl")
     hidden = tuple(hidden) if hidden is not None else ((512, 256) if arch == "mlp" else (32, 64))
     seed_everything(seed)
     model = (VAE if kind == "vae" else Autoencoder)(latent_dim=latent_dim, arch=arch, hidden=hidden,
@@ -146,6 +155,9 @@ def train_mnist_model(
     if kind == "ae":
         def loss(m, batch):
             return m.reconstruction_loss(batch[0]).mean()
+    elif iwae_k > 1:
+        def loss(m, batch):
+            return iwae_loss(m, batch[0], iwae_k)
     else:
         def loss(m, batch):
             return vae_loss(m, batch[0], beta=annealing.value if annealing else beta, free_bits=free_bits,
@@ -161,6 +173,8 @@ def train_mnist_model(
         "seed": seed,
         "vaelib": __version__,
     }
+    if iwae_k > 1:  # only then, so the runs trained on the ELBO keep their names
+        config["loss"]["iwae_k"] = int(iwae_k)
     history = fit(model, loss, data, epochs=epochs, val=val, batch_size=batch_size, device=device,
                   optimizer=optimizer, on_step=on_step,
                   checkpoint=run_path(config, runs), config=config, progress=progress, max_minutes=max_minutes)
@@ -201,3 +215,201 @@ def train_mnist_classifier(
     fit(model, loss, data, epochs=epochs, device=device, checkpoint=run_path(config, runs),
         config=config, progress=progress)
     return model.eval()
+
+
+# --- Chapter 9: models with a label (vaelib.conditional) ---------------------------------------
+
+
+def train_conditional_vae(
+    latent_dim: int = 16,
+    *,
+    epochs: int,
+    hidden=(256,),
+    limit: int | None = None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    runs: str | os.PathLike | None = None,
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+    max_minutes: float | None = None,
+) -> tuple[nn.Module, History]:
+    """Train (or resume, or load) a `vaelib.ConditionalVAE` on dynamically binarised MNIST with its labels.
+
+    The loss is the negative conditional ELBO, -mean_n [E_q log p(x | y, z) - KL(q(z | x, y) || p(z))]
+    (`vaelib.conditional_elbo`), on the first ``limit`` training images, by Adam. Cached like
+    `train_mnist_model` (under ``cvae-<hash>.pt``); returns ``(model, history)``, the model in
+    eval mode on ``device``.
+    """
+    seed_everything(seed)
+    model = ConditionalVAE(latent_dim=latent_dim, hidden=tuple(hidden))
+    data = _training_data("mnist", "dynamic", limit, data_root)
+
+    def loss(m, batch):
+        x, y = batch
+        return -conditional_elbo(m, x, y).elbo.mean()
+
+    config = {
+        "model": {"kind": "cvae", **model.config},
+        "loss": {"name": "negative conditional ELBO", "samples": 1, "kl": "closed form"},
+        "data": _data_config(data, "mnist", "dynamic", limit),
+        "optimizer": {"name": "adam", "lr": float(lr), "batch_size": int(batch_size)},
+        "seed": seed,
+        "vaelib": __version__,
+    }
+    history = fit(model, loss, data, epochs=epochs, batch_size=batch_size, device=device,
+                  optimizer=adam(model.parameters(), lr=lr), checkpoint=run_path(config, runs), config=config,
+                  progress=progress, max_minutes=max_minutes)
+    return model.eval(), history
+
+
+class _LabelledBatches:
+    """``steps`` batches per pass, each all of a small labelled set (or a random ``batch_size`` of it),
+    dynamically binarised afresh: an epoch of as many steps as another run's, on 100 images.
+    Draws from PyTorch's global generator, which `fit` checkpoints, so a resumed run is exact."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int) -> None:
+        self.x, self.y, self.steps, self.batch_size = x, y, int(steps), int(batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            x, y = self.x, self.y
+            if self.batch_size < len(x):
+                pick = torch.randperm(len(x), device=x.device)[: self.batch_size]
+                x, y = x[pick], y[pick]
+            yield torch.rand_like(x).lt_(x).to(x.dtype), y
+
+
+def _semi_supervised_split(n_labels: int, label_seed: int, limit: int | None, data_root, device):
+    """The labelled images ``(x, y)`` on ``device``, the unlabelled rest (labels removed), and the config part."""
+    data = _training_data("mnist", None, limit, data_root)
+    index = labelled_subset(data.y, n_labels, seed=label_seed)
+    rest = torch.ones(len(data), dtype=torch.bool)
+    rest[index] = False
+    unlabelled = InMemoryData(data.x[rest], None, binarize="dynamic", name="MNIST-train-unlabelled")
+    config = {"dataset": "mnist", "split": "train", "binarize": "dynamic", "limit": limit, "n": len(data),
+              "fingerprint": data.fingerprint(), "n_labels": int(n_labels),
+              "labels": f"labelled_subset(y, {n_labels}, seed={label_seed}): {n_labels // 10} per class",
+              "labelled_indices": index.tolist(), "n_unlabelled": len(unlabelled)}
+    return data.x[index].to(device), data.y[index].to(device), unlabelled, config
+
+
+def train_m2(
+    *,
+    epochs: int,
+    n_labels: int = 100,
+    alpha: float | None = None,
+    latent_dim: int = 16,
+    hidden=(256,),
+    label_seed: int = 0,
+    limit: int | None = None,
+    batch_size: int = 128,
+    labelled_batch_size: int = 100,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    runs: str | os.PathLike | None = None,
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+    max_minutes: float | None = None,
+) -> tuple[nn.Module, History, torch.Tensor]:
+    """Train (or resume, or load) the M2 model on MNIST with ``n_labels`` labels and the rest unlabelled.
+
+    The labelled images are ``vaelib.labelled_subset(y, n_labels, seed=label_seed)`` of the first
+    ``limit`` training images (``n_labels / 10`` of each digit); the others lose their labels.
+    Each step takes ``batch_size`` unlabelled images and ``labelled_batch_size`` labelled ones (all
+    of them when there are no more), both dynamically binarised, and minimises `vaelib.m2_loss`
+    with weight ``alpha`` on the labelled cross-entropy; by default ``alpha = 0.1 N / n_labels``,
+    the paper's alpha = 0.1 N per labelled image (N training images in all). An epoch is one pass
+    over the unlabelled images. The labelled draws come from PyTorch's global generator, which
+    `fit` checkpoints, so a resumed run equals an uninterrupted one. Cached like
+    `train_mnist_model` (``m2-<hash>.pt``, the configuration holds the labelled indices).
+
+    Returns ``(model, history, labelled_indices)``, the model in eval mode on ``device``.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    seed_everything(seed)
+    model = M2(latent_dim=latent_dim, hidden=tuple(hidden))
+    x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
+    alpha = 0.1 * data_config["n"] / n_labels if alpha is None else float(alpha)
+    if not isinstance(labelled_batch_size, int) or labelled_batch_size < 1:
+        raise ValueError(f"labelled_batch_size must be a whole number >= 1, got {labelled_batch_size!r}")
+    take = min(labelled_batch_size, n_labels)
+
+    def loss(m, batch):
+        x_lab, y_lab = x_l, y_l
+        if take < len(x_l):
+            pick = torch.randperm(len(x_l), device=x_l.device)[:take]
+            x_lab, y_lab = x_l[pick], y_l[pick]
+        x_lab = torch.rand_like(x_lab).lt_(x_lab).to(x_lab.dtype)  # dynamic binarisation, as the rest
+        return m2_loss(m, x_lab, y_lab, batch[0], alpha=alpha)
+
+    config = {
+        "model": {"kind": "m2", **model.config, "classifier": [784, *hidden, 10]},
+        "loss": {"name": "m2_loss", "alpha": float(alpha), "labelled_weight": 1.0, "samples": 1},
+        "data": data_config,
+        "optimizer": {"name": "adam", "lr": float(lr), "batch_size": int(batch_size),
+                      "labelled_batch_size": int(take)},
+        "seed": seed,
+        "vaelib": __version__,
+    }
+    history = fit(model, loss, unlabelled, epochs=epochs, batch_size=batch_size, device=device,
+                  optimizer=adam(model.parameters(), lr=lr), checkpoint=run_path(config, runs), config=config,
+                  progress=progress, max_minutes=max_minutes)
+    return model.eval(), history, torch.tensor(data_config["labelled_indices"])
+
+
+def train_label_classifier(
+    *,
+    epochs: int,
+    n_labels: int = 100,
+    hidden=(256,),
+    label_seed: int = 0,
+    limit: int | None = None,
+    batch_size: int = 128,
+    labelled_batch_size: int = 100,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    runs: str | os.PathLike | None = None,
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+    max_minutes: float | None = None,
+) -> tuple[nn.Module, History]:
+    """The baseline of `train_m2`: M2's classifier q(y | x) (an MLP ``784 -> hidden -> 10``) trained
+    by cross-entropy on the same ``n_labels`` labelled images alone, with the same optimizer steps.
+
+    An epoch has as many steps as an epoch of `train_m2` with the same arguments (one per
+    ``batch_size`` unlabelled images), each on ``labelled_batch_size`` labelled images (all of them
+    when there are no more), dynamically binarised afresh, so the two runs take the same number of
+    steps for the same ``epochs``. Cached like `train_mnist_model` (``label-classifier-<hash>.pt``).
+    Returns ``(classifier, history)``: logits ``(N, 10)`` of images ``(N, 1, 28, 28)``, in eval mode.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    seed_everything(seed)
+    model = make_encoder("mlp", 10, tuple(hidden), (1, 28, 28))  # as M2's classifier
+    x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
+    if not isinstance(labelled_batch_size, int) or labelled_batch_size < 1:
+        raise ValueError(f"labelled_batch_size must be a whole number >= 1, got {labelled_batch_size!r}")
+    steps = unlabelled.num_batches(batch_size)
+    labelled = _LabelledBatches(x_l, y_l, steps, min(labelled_batch_size, n_labels))
+
+    def loss(m, batch):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(m(x), y)
+
+    config = {
+        "model": {"kind": "label-classifier", "layers": [784, *hidden, 10]},
+        "loss": {"name": "cross_entropy"},
+        "data": {**data_config, "steps_per_epoch": steps},
+        "optimizer": {"name": "adam", "lr": float(lr), "labelled_batch_size": labelled.batch_size},
+        "seed": seed,
+        "vaelib": __version__,
+    }
+    history = fit(model, loss, labelled, epochs=epochs, device=device, optimizer=adam(model.parameters(), lr=lr),
+                  checkpoint=run_path(config, runs), config=config, progress=progress, max_minutes=max_minutes)
+    return model.eval(), history
