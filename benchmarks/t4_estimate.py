@@ -59,6 +59,11 @@ def main() -> None:
     elbo = lambda m, b: vaelib.vae_loss(m, b[0])  # noqa: E731
     recon = lambda m, b: m.reconstruction_loss(b[0]).mean()  # noqa: E731
     xent = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1])  # noqa: E731
+    cvae = lambda m, b: -vaelib.conditional_elbo(m, b[0], b[1]).elbo.mean()  # noqa: E731
+    m2 = lambda m, b: vaelib.m2_loss(m, b[0][:100], b[1][:100], b[0], alpha=60.0)["loss"]  # noqa: E731
+
+    def iwae(k):
+        return lambda m, b: vaelib.iwae_loss(m, b[0], k)
     classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
                                      torch.nn.Linear(256, 10))
     # chapter -> [(what, model, loss, epochs, how many such runs)], the full budget of each chapter
@@ -70,6 +75,12 @@ def main() -> None:
             ("VAE 784-512-256-32", vae(32, (512, 256)), elbo, 1000, 1)],
         7: [("digit classifier 784-256-10", classifier, xent, 10, 1)],  # AE and VAE: Chapters 5 and 6's runs
         8: [("VAE 784-256-16/32, 18 variants", vae(16, (256,)), elbo, 20, 18)],
+        9: [("conditional VAE 784+10-256-4", vaelib.ConditionalVAE(4, hidden=(256,)), cvae, 50, 1),
+            ("M2 (d = 4, 256 units), 100 labels + 128 unlabelled per step", vaelib.M2(4, hidden=(256,)), m2, 200, 1),
+            ("the 100-label classifier 784-256-10, as many steps", classifier, xent, 200, 1)],
+        10: [("VAE 784-200-200-50 on L_1", vae(50, (200, 200)), elbo, 128, 1),
+             ("the same on L_5", vae(50, (200, 200)), iwae(5), 80, 1),
+             ("the same on L_50", vae(50, (200, 200)), iwae(50), 16, 1)],
     }
     steps_per_epoch = math.ceil(N_TRAIN / BATCH)
     print(f"Assumed T4: {args.tflops:g} TFLOP/s sustained, {args.step_ms:g} ms floor per step; "
