@@ -325,3 +325,25 @@ def test_iwae_k_is_a_run_of_its_own_and_k_1_keeps_the_elbo_runs_names(tmp_path):
 def test_bad_iwae_settings_are_named(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
         vaelib.train_mnist_model(**{**BASE, **bad}, runs=tmp_path)
+
+
+def test_the_gap_of_l_k_is_var_w_over_2k_p_squared_for_large_k():
+    """Chapter 10's asymptotic gap log p(x) - L_k ~ Var_q[w] / (2 k p(x)^2), on a 1-D Gaussian model
+    where p(x) is closed-form and E_q[w^2] a quadrature. The gap is estimated without bias and with
+    little noise as the mean of r - 1 - log r, r = (mean of k weights) / p(x), since E[r] = 1."""
+    normal = torch.distributions.Normal
+    noise_var, x = 0.5, torch.tensor(1.2, dtype=DT)
+    log_px = normal(torch.tensor(0.0, dtype=DT), math.sqrt(1 + noise_var)).log_prob(x)  # z ~ N(0,1), x|z ~ N(z, 0.5)
+    q = normal(torch.tensor(0.5, dtype=DT), torch.tensor(0.9, dtype=DT))  # a proposal off the posterior
+
+    def log_w(z):
+        return normal(0.0, 1.0).log_prob(z) + normal(z, math.sqrt(noise_var)).log_prob(x) - q.log_prob(z)
+
+    grid = torch.linspace(-15, 15, 300_001, dtype=DT)
+    relative_var = torch.trapezoid((2 * log_w(grid) + q.log_prob(grid)).exp(), grid) / (2 * log_px).exp() - 1
+    generator = torch.Generator().manual_seed(0)
+    for k in (50, 200, 1000):
+        z = q.mean + q.stddev * torch.randn(20_000, k, dtype=DT, generator=generator)
+        log_r = torch.logsumexp(log_w(z), 1) - math.log(k) - log_px
+        gap = (log_r.exp() - 1 - log_r).mean()
+        assert gap.item() == pytest.approx(relative_var.item() / (2 * k), rel=0.05), k
