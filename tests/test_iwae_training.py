@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import vaelib
+from fakes import log_evidence_by_quadrature
 from vaelib import VAE
 
 DT = torch.float64
@@ -28,14 +29,6 @@ def tiny():
         model.encoder[1][-1].bias.add_(torch.tensor([0.3, 0.5], dtype=DT))
     x = torch.bernoulli(torch.full((4, 1, 3, 3), 0.4, dtype=DT), generator=torch.Generator().manual_seed(1))
     return model, x
-
-
-def log_evidence_by_quadrature(model, x):
-    z = torch.linspace(-9, 9, 6001, dtype=DT)[:, None]
-    with torch.no_grad():
-        log_lik = model.log_likelihood(x, model.decode(z)[:, None])  # (G, N)
-    log_prior = -0.5 * z[:, 0] ** 2 - 0.5 * math.log(2 * math.pi)
-    return torch.logsumexp(log_lik + log_prior[:, None], 0) + math.log(z[1, 0] - z[0, 0])
 
 
 def per_image_bound(model, x, k, repeats):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import vaelib
-from fakes import FakeVAE
+from fakes import FakeVAE, log_evidence_by_quadrature
 from vaelib import VAE
 
 DT = torch.float64
@@ -34,15 +34,6 @@ def iwae(model, x, k, **kwargs):
 
 def elbo(model, x):
     return vaelib.elbo(model, x).elbo
-
-
-def log_evidence_by_quadrature(model, x):
-    """log p(x) = log ∫ p(x|z) N(z; 0, 1) dz on a fine grid: possible because z is 1-D."""
-    z = torch.linspace(-9, 9, 6001, dtype=DT)[:, None]
-    with torch.no_grad():
-        log_lik = model.log_likelihood(x, model.decode(z)[:, None])  # broadcasts to (G, N)
-    log_prior = -0.5 * z[:, 0] ** 2 - 0.5 * math.log(2 * math.pi)
-    return torch.logsumexp(log_lik + log_prior[:, None], 0) + math.log(z[1, 0] - z[0, 0])
 
 
 def test_iwae_with_one_sample_is_the_elbo_in_expectation(tiny):

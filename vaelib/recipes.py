@@ -277,11 +277,22 @@ class _LabelledBatches:
 
     def __iter__(self):
         for _ in range(self.steps):
-            x, y = self.x, self.y
-            if self.batch_size < len(x):
-                pick = torch.randperm(len(x), device=x.device)[: self.batch_size]
-                x, y = x[pick], y[pick]
-            yield torch.rand_like(x).lt_(x).to(x.dtype), y
+            yield _labelled_batch(self.x, self.y, self.batch_size)
+
+
+def _labelled_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of a small labelled set (or a random ``batch_size`` of it), dynamically binarised afresh,
+    from PyTorch's global generator (which `fit` checkpoints)."""
+    if batch_size < len(x):
+        pick = torch.randperm(len(x), device=x.device)[:batch_size]
+        x, y = x[pick], y[pick]
+    return torch.rand_like(x).lt_(x).to(x.dtype), y
+
+
+def _labelled_batch_size(labelled_batch_size, n_labels: int) -> int:
+    if isinstance(labelled_batch_size, bool) or not isinstance(labelled_batch_size, int) or labelled_batch_size < 1:
+        raise ValueError(f"labelled_batch_size must be a whole number >= 1, got {labelled_batch_size!r}")
+    return min(labelled_batch_size, n_labels)
 
 
 def _semi_supervised_split(n_labels: int, label_seed: int, limit: int | None, data_root, device):
@@ -336,16 +347,10 @@ def train_m2(
     model = M2(latent_dim=latent_dim, hidden=tuple(hidden))
     x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
     alpha = 0.1 * data_config["n"] / n_labels if alpha is None else float(alpha)
-    if not isinstance(labelled_batch_size, int) or labelled_batch_size < 1:
-        raise ValueError(f"labelled_batch_size must be a whole number >= 1, got {labelled_batch_size!r}")
-    take = min(labelled_batch_size, n_labels)
+    take = _labelled_batch_size(labelled_batch_size, n_labels)
 
     def loss(m, batch):
-        x_lab, y_lab = x_l, y_l
-        if take < len(x_l):
-            pick = torch.randperm(len(x_l), device=x_l.device)[:take]
-            x_lab, y_lab = x_l[pick], y_l[pick]
-        x_lab = torch.rand_like(x_lab).lt_(x_lab).to(x_lab.dtype)  # dynamic binarisation, as the rest
+        x_lab, y_lab = _labelled_batch(x_l, y_l, take)  # binarised afresh, as the unlabelled batch
         return m2_loss(m, x_lab, y_lab, batch[0], alpha=alpha)
 
     config = {
@@ -393,10 +398,8 @@ def train_label_classifier(
     seed_everything(seed)
     model = make_encoder("mlp", 10, tuple(hidden), (1, 28, 28))  # as M2's classifier
     x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
-    if not isinstance(labelled_batch_size, int) or labelled_batch_size < 1:
-        raise ValueError(f"labelled_batch_size must be a whole number >= 1, got {labelled_batch_size!r}")
     steps = unlabelled.num_batches(batch_size)
-    labelled = _LabelledBatches(x_l, y_l, steps, min(labelled_batch_size, n_labels))
+    labelled = _LabelledBatches(x_l, y_l, steps, _labelled_batch_size(labelled_batch_size, n_labels))
 
     def loss(m, batch):
         x, y = batch
