@@ -136,6 +136,18 @@ def test_batches_cover_every_example_once():
     assert data.num_batches(4) == 3 and data.num_batches(4, drop_last=True) == 2
 
 
+def test_shuffled_batches_are_the_rows_of_one_permutation():
+    """The fast row copy (index_select) gives what plain indexing gives, images and labels alike."""
+    x, y = torch.rand(10, 1, 28, 28), torch.arange(10)
+    torch.manual_seed(3)
+    got = list(InMemoryData(x, y).batches(4, shuffle=True))
+    torch.manual_seed(3)
+    order = torch.randperm(10)
+    for b, (xb, yb) in enumerate(got):
+        index = order[4 * b:4 * b + 4]
+        assert torch.equal(xb, x[index]) and torch.equal(yb, y[index])
+
+
 def test_in_memory_data_subset_to_and_errors():
     data = InMemoryData(torch.rand(6, 2), torch.arange(6), binarize="dynamic")
     sub = data.subset([5, 0])
