@@ -11,7 +11,9 @@ bf16 (AVX512-BF16 or AMX; `vaelib.device.training_dtype`), fp32 elsewhere; set
 VAELIB_PRECISION=fp32 to time it in fp32. The plain loop reads
 the data the way the pytorch/examples VAE does: a DataLoader over
 torchvision.datasets.MNIST with transforms.ToTensor(). A third row runs the plain loop
-over in-memory tensors, to show where the difference comes from.
+over in-memory tensors, to show where the difference comes from, and a fourth does fit's own
+work (model, loss, batches, fused Adam, precision) in a bare loop with no guard against a
+non-finite loss, no metrics and no progress line, to show what those cost.
 
 Prints a Markdown table: seconds per epoch (median over repeats) and images per second,
 and the floor for this machine: the time the model's matrix products alone take per epoch
@@ -80,6 +82,25 @@ def fit_epoch(model, optimizer, data, device) -> float:
     return time.perf_counter() - start
 
 
+def bare_epoch(model, optimizer, x, device, dtype) -> float:
+    """The least a PyTorch loop can do for fit's work: the same model, loss, batches and kernels
+    (fused Adam, index_select rows, fit's precision), without fit's guard, metrics or progress."""
+    start = time.perf_counter()
+    model.train()
+    order = torch.randperm(len(x), device=device)
+    products = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    for lo in range(0, len(x), 128):
+        batch = x.index_select(0, order[lo:lo + 128])
+        optimizer.zero_grad(set_to_none=True)
+        with products:
+            loss = -vaelib.elbo(model, batch).elbo.mean()
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 # (inputs, outputs) of each linear layer of the 784-400-20 VAE: encoder, (mu, logvar), decoder
 LAYERS = [(784, 400), (400, 40), (20, 400), (400, 784)]
 
@@ -128,6 +149,7 @@ def main() -> None:
     tensor_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(in_memory.x, in_memory.y),
                                                 batch_size=128, shuffle=True)
     n = len(in_memory)
+    on_device, dtype = in_memory.x.to(device), vaelib.device.training_dtype(device)
 
     methods = [
         ("plain loop, DataLoader over torchvision MNIST + ToTensor (pytorch/examples)",
@@ -136,11 +158,13 @@ def main() -> None:
          ExamplesStyleVAE, lambda m, o: plain_epoch(m, o, tensor_loader, device)),
         ("vaelib.fit, InMemoryData (its defaults: Adam 1e-3 fused kernel, automatic precision)",
          lambda: vaelib.VAE(latent_dim=20, hidden=(400,)), lambda m, o: fit_epoch(m, o, in_memory, device)),
+        ("bare loop: fit's model, loss and kernels, without its checks, metrics and progress",
+         lambda: vaelib.VAE(latent_dim=20, hidden=(400,)), lambda m, o: bare_epoch(m, o, on_device, device, dtype)),
     ]
     states = []
     for name, build, run in methods:
         model = build().to(device)
-        optimizer = (vaelib.loop.adam(model.parameters(), lr=1e-3) if name.startswith("vaelib")
+        optimizer = (vaelib.loop.adam(model.parameters(), lr=1e-3) if not name.startswith("plain")
                      else torch.optim.Adam(model.parameters(), lr=1e-3))
         run(model, optimizer)  # warm-up epoch, not timed
         states.append((model, optimizer))
@@ -151,7 +175,6 @@ def main() -> None:
     rows = [(name, statistics.median(t), n / statistics.median(t)) for (name, _, _), t in zip(methods, times)]
 
     floors = [(torch.float32, *gemm_floor(device, steps=-(-n // 128)))]
-    dtype = vaelib.device.training_dtype(device)
     if dtype != torch.float32:
         floors.append((dtype, *gemm_floor(device, steps=-(-n // 128), dtype=dtype)))
     floor = floors[-1][1]  # the floor in the dtype fit's products use here
