@@ -82,18 +82,16 @@ def fit_epoch(model, optimizer, data, device) -> float:
     return time.perf_counter() - start
 
 
-def bare_epoch(model, optimizer, x, device, dtype) -> float:
+def bare_epoch(model, optimizer, data, device, dtype) -> float:
     """The least a PyTorch loop can do for fit's work: the same model, loss, batches and kernels
-    (fused Adam, index_select rows, fit's precision), without fit's guard, metrics or progress."""
+    (InMemoryData's batches, fused Adam, fit's precision), without fit's guard, metrics or progress."""
     start = time.perf_counter()
     model.train()
-    order = torch.randperm(len(x), device=device)
     products = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    for lo in range(0, len(x), 128):
-        batch = x.index_select(0, order[lo:lo + 128])
+    for x, _ in data.batches(128, shuffle=True):
         optimizer.zero_grad(set_to_none=True)
         with products:
-            loss = -vaelib.elbo(model, batch).elbo.mean()
+            loss = -vaelib.elbo(model, x).elbo.mean()
         loss.backward()
         optimizer.step()
     if device.type == "cuda":
@@ -149,7 +147,7 @@ def main() -> None:
     tensor_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(in_memory.x, in_memory.y),
                                                 batch_size=128, shuffle=True)
     n = len(in_memory)
-    on_device, dtype = in_memory.x.to(device), vaelib.device.training_dtype(device)
+    on_device, dtype = in_memory.to(device), vaelib.device.training_dtype(device)
 
     methods = [
         ("plain loop, DataLoader over torchvision MNIST + ToTensor (pytorch/examples)",
