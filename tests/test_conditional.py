@@ -194,7 +194,8 @@ def test_train_m2_reloads_and_keys_its_runs_by_labels_and_alpha(m2_run, tmp_path
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
     local = tmp_path / "runs"
     shutil.copytree(runs, local)
-    for change in (dict(n_labels=30), dict(alpha=1.0), dict(label_seed=1)):
+    for change in (dict(n_labels=30), dict(alpha=1.0), dict(label_seed=1), dict(weighting="batch"),
+                   dict(activation="softplus"), dict(lr_decay=True)):
         before = set(local.iterdir())
         recipes.train_m2(**{**M2_BASE, **change}, runs=local)
         assert len(set(local.iterdir()) - before) == 1, f"{change} did not give a run of its own"
@@ -209,12 +210,36 @@ def test_train_m2_resumes_exactly(m2_run, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
 
 
-def test_default_alpha_is_the_papers_per_labelled_image(m2_run):
+def test_default_weighting_is_the_papers_objective_per_unlabelled_image(m2_run):
     runs, *_ = m2_run
     (path,) = runs.iterdir()
     config = torch.load(path, weights_only=False)["config"]
-    assert config["loss"]["alpha"] == pytest.approx(0.1 * 640 / 20)
     assert config["data"]["n_unlabelled"] == 620
+    loss = config["loss"]
+    assert loss["weighting"] == "paper" and loss["alpha"] == pytest.approx(0.1 * 640)  # alpha = 0.1 N
+    assert loss["labelled_weight"] == pytest.approx(20 / 620) and loss["classification_weight"] == pytest.approx(64 / 620)
+
+
+def test_the_papers_weighting_is_its_data_set_objective_divided_by_the_unlabelled_count():
+    """J^alpha = sum_l -L + sum_u -U + alpha * mean_l CE, computed by hand over a whole small data set,
+    against m2_loss with `m2_weights` given all of it in one step."""
+    model = tiny_m2()
+    x_l, y_l, x_u = binary_images(4, seed=2), torch.tensor([0, 3, 3, 9]), binary_images(9, seed=3)
+    alpha = 0.1 * (4 + 9)
+    labelled_weight, class_weight = recipes.m2_weights("paper", alpha, 4, 9)
+    torch.manual_seed(6)
+    step = m2_loss(model, x_l, y_l, x_u, alpha=class_weight, labelled_weight=labelled_weight)["loss"]
+    torch.manual_seed(6)  # the same draws, in m2_loss's order: labelled bounds, then unlabelled
+    sum_l = -model.labelled_bound(x_l, y_l).sum()
+    sum_u = -model.unlabelled_bound(x_u).sum()
+    ce = -torch.log_softmax(model.classifier(x_l), -1)[torch.arange(4), y_l].mean()
+    torch.testing.assert_close(step, (sum_l + sum_u + alpha * ce) / 9)
+    # the course's earlier weighting: the labelled batch as heavy as the unlabelled one
+    assert recipes.m2_weights("batch", alpha, 4, 9) == (1.0, alpha / 4)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        recipes.m2_weights("mean", alpha, 4, 9)
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        recipes.m2_weights("paper", float("inf"), 4, 9)
 
 
 def steps_taken(runs):

@@ -228,6 +228,20 @@ def test_save_and_load_round_trip(tmp_path, x):
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("activation, module", [("tanh", torch.nn.Tanh), ("softplus", torch.nn.Softplus)])
+def test_the_activation_is_every_hidden_nonlinearity_and_survives_a_round_trip(tmp_path, activation, module):
+    model = vaelib.VAE(latent_dim=3, hidden=(12, 6), activation=activation)
+    kinds = [type(m) for m in model.modules() if not isinstance(m, (torch.nn.Sequential, torch.nn.Linear,
+                                                                    torch.nn.Flatten, torch.nn.Unflatten))]
+    assert kinds[1:] == [module] * 4  # two hidden layers in the encoder, two in the decoder
+    h = torch.rand(5, 1, 28, 28).flatten(1)
+    layer = model.encoder[1][0]
+    assert torch.allclose(model.encoder[1][:2](h), module()(layer(h)))  # the first layer, then the nonlinearity
+    assert model.config["activation"] == activation and "activation" not in vaelib.VAE().config
+    loaded = vaelib.load_model(vaelib.save_model(model, tmp_path / "m.pt"))
+    assert loaded.config == model.config and isinstance(loaded.encoder[1][1], module)
+
+
 def test_load_model_explains_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model checkpoint at .*python -m vaelib train"):
         vaelib.load_model(tmp_path / "missing.pt")
@@ -252,5 +266,7 @@ def test_bad_configurations_are_named():
         vaelib.VAE(arch="conv", hidden=(8, 16, 32))
     with pytest.raises(ValueError, match="likelihood must be one of"):
         vaelib.VAE(likelihood="poisson")
+    with pytest.raises(ValueError, match=r"activation must be one of \['relu', 'softplus', 'tanh'\]"):
+        vaelib.VAE(activation="sigmoid")
     with pytest.raises(ValueError, match="latent_dim must be a whole number >= 1"):
         vaelib.Autoencoder(latent_dim=0)

@@ -73,10 +73,53 @@ def test_evaluate_bounds_reports_means_and_errors(tiny):
     data = vaelib.InMemoryData(x.repeat(5, 1, 1, 1))
     torch.manual_seed(5)
     r = vaelib.evaluate_bounds(model, data, k=200, batch_size=7)
-    assert set(r) == {"elbo", "elbo_se", "nll", "nll_se", "k", "n"} and r["n"] == 20 and r["k"] == 200
+    assert set(r) == {"elbo", "elbo_se", "nll", "nll_se", "k", "n", "of"} and r["n"] == r["of"] == 20 and r["k"] == 200
     assert r["nll"] < -r["elbo"]
     exact = -log_evidence_by_quadrature(model, x).mean().item()
     assert r["nll"] == pytest.approx(exact, abs=0.05)
+
+
+def test_evaluation_within_its_cap_is_the_uncapped_evaluation(tiny):
+    model, x = tiny
+    data = vaelib.InMemoryData(x.repeat(5, 1, 1, 1))
+    torch.manual_seed(5)
+    free = vaelib.evaluate_bounds(model, data, k=50, batch_size=7, max_minutes=math.inf)
+    torch.manual_seed(5)
+    capped = vaelib.evaluate_bounds(model, data, k=50, batch_size=7, max_minutes=60.0)
+    assert capped == free
+
+
+def test_evaluation_past_its_cap_scores_a_seeded_random_subset(tiny, capsys):
+    model, x = tiny
+    data = vaelib.InMemoryData(torch.cat([x.repeat(25, 1, 1, 1), 1 - x.repeat(25, 1, 1, 1)]))  # 200 images
+    r = vaelib.evaluate_bounds(model, data, k=20, batch_size=10, max_minutes=1e-9)
+    assert r["n"] == 20 and r["of"] == 200  # the two batches it always keeps
+    assert "all 200 images would take" in capsys.readouterr().out
+    # the subset is uniform over the images, not a prefix (all of which are copies of x here)
+    index = torch.randperm(200, generator=torch.Generator().manual_seed(0))[:20]
+    assert 0 < (index >= 100).sum() < 20
+    torch.manual_seed(3)
+    a = vaelib.evaluate_bounds(model, data, k=20, batch_size=10, max_minutes=1e-9)
+    torch.manual_seed(3)  # by hand: the timed first batch (set aside), then those 20 images uncapped
+    with torch.no_grad():
+        vaelib.elbo(model, data.x[:10]), vaelib.iwae_bound(model, data.x[:10], 20)
+    b = vaelib.evaluate_bounds(model, data.subset(index.sort().values), k=20, batch_size=10, max_minutes=math.inf)
+    assert {key: a[key] for key in a if key != "of"} == {key: b[key] for key in b if key != "of"}
+
+
+def test_an_iterable_past_the_cap_stops_at_a_batch_and_says_how_far(tiny):
+    model, x = tiny
+    loader = [(x,)] * 6
+    r = vaelib.evaluate_bounds(model, loader, k=10, max_minutes=1e-9)
+    assert r["n"] == r["of"] == len(x)
+    assert vaelib.evaluate_bounds(model, loader, k=10, max_minutes=math.inf)["n"] == 6 * len(x)
+
+
+@pytest.mark.parametrize("cap", [0, -1.0, float("nan"), True])
+def test_a_cap_that_is_not_a_positive_number_is_refused(tiny, cap):
+    model, x = tiny
+    with pytest.raises(ValueError, match="max_minutes must be a positive number"):
+        vaelib.evaluate_bounds(model, vaelib.InMemoryData(x), k=2, max_minutes=cap)
 
 
 def test_bound_arguments_are_checked(tiny):

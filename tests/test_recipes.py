@@ -16,6 +16,7 @@ VARIANTS = {
     "latent_dim": dict(latent_dim=3),
     "arch": dict(arch="conv", hidden=(4, 8)),
     "hidden": dict(hidden=(24,)),
+    "activation": dict(activation="tanh"),
     "likelihood": dict(likelihood="continuous_bernoulli"),
     "beta": dict(beta=2.0),
     "free_bits": dict(free_bits=0.25),
@@ -28,6 +29,8 @@ VARIANTS = {
     "batch_size": dict(batch_size=64),
     "lr": dict(lr=1.0001e-3),
     "lr_decay": dict(lr_decay=True),  # prints as 0.001 with :g; the cache must still tell them apart
+    "lr_schedule": dict(lr_schedule=[(1, 2e-3)]),
+    "adam_eps": dict(adam_eps=1e-4),
     "seed": dict(seed=1),
 }
 
@@ -144,3 +147,43 @@ def test_lr_decay_falls_linearly_to_zero_and_resumes_with_the_run(tmp_path):
     _, history = vaelib.train_mnist_model(**settings)
     assert history["epoch"] == [1, 2]
     assert lr_of() == pytest.approx(2e-3 * (1 - (2 * steps - 1) / (2 * steps)))
+
+
+def test_burdas_schedule_is_3280_epochs_falling_tenfold():
+    schedule = recipes.burda_schedule()
+    assert [e for e, _ in schedule] == [1, 3, 9, 27, 81, 243, 729, 2187] and sum(e for e, _ in schedule) == 3280
+    assert schedule[0][1] == 1e-3 and schedule[-1][1] == pytest.approx(1e-4, rel=1e-12)
+    ratios = [b / a for (_, a), (_, b) in zip(schedule, schedule[1:])]
+    assert ratios == pytest.approx([10 ** (-1 / 7)] * 7)
+    assert recipes.burda_schedule(2) == schedule[:2]
+    # the rate of each 0-based epoch: stage i covers epochs [(3^i - 1) / 2, (3^(i+1) - 1) / 2)
+    assert [recipes.stage_lr(schedule, e) for e in (0, 1, 3, 4, 12, 13, 1092, 1093, 3279)] == [
+        schedule[i][1] for i in (0, 1, 1, 2, 2, 3, 6, 7, 7)]
+
+
+def test_an_lr_schedule_sets_each_epochs_rate_and_resumes(tmp_path):
+    settings = {**BASE, "epochs": 3, "lr_schedule": [(1, 2e-3), (2, 5e-4)], "adam_eps": 1e-4, "runs": tmp_path}
+    vaelib.train_mnist_model(**settings, max_minutes=1e-9)  # the cap stops it after epoch 1
+    (path,) = tmp_path.glob("vae-*.pt")
+    state = lambda: torch.load(path, weights_only=True)  # noqa: E731
+    assert state()["epoch"] == 1 and state()["optimizer"]["param_groups"][0]["lr"] == 2e-3
+    assert state()["optimizer"]["param_groups"][0]["eps"] == 1e-4
+    _, history = vaelib.train_mnist_model(**settings)
+    assert history["epoch"] == [1, 2, 3] and state()["optimizer"]["param_groups"][0]["lr"] == 5e-4
+    assert state()["config"]["optimizer"]["lr_schedule"] == [[1, 2e-3], [2, 5e-4]]
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(lr_schedule=[(1, 1e-3)], epochs=2), "more than the 1 epochs lr_schedule covers"),
+    (dict(lr_schedule=[(1, 1e-3)], lr_decay=True), "not both"),
+    (dict(lr_schedule=[(0, 1e-3)]), "at least one stage"),
+    (dict(lr_schedule=[(1.5, 1e-3)]), "at least one stage"),
+    (dict(lr_schedule=[(1, -1e-3)]), "at least one stage"),
+    (dict(lr_schedule=[]), "at least one stage"),
+    (dict(lr_schedule=[1e-3]), "list of .epochs, lr. pairs"),
+    (dict(adam_eps=0.0), "adam_eps must be a positive number"),
+    (dict(activation="gelu"), "activation must be one of"),
+])
+def test_bad_schedules_and_optimizer_settings_are_named(tmp_path, change, match):
+    with pytest.raises(ValueError, match=match):
+        vaelib.train_mnist_model(**{**BASE, **change}, runs=tmp_path)

@@ -82,6 +82,7 @@ class ConditionalVAE(nn.Module):
             mirrors it, ``d + C -> reversed(hidden) -> D`` (`vaelib.models.make_decoder`).
         n_classes: C, the number of labels.
         image_shape: ``(C_img, H, W)``, ``(1, 28, 28)`` for MNIST.
+        activation: the hidden layers' nonlinearity (``"relu"``, ``"tanh"`` or ``"softplus"``).
 
     Shapes: images ``x (N, *image_shape)`` in [0, 1], labels ``y (N,)`` integers in 0..C-1,
     codes ``z (..., N, d)``. Log-probabilities are in nats, summed over pixels.
@@ -90,7 +91,7 @@ class ConditionalVAE(nn.Module):
     kind = "cvae"
 
     def __init__(self, latent_dim: int = 16, hidden: Sequence[int] = (256,), n_classes: int = 10,
-                 image_shape: Sequence[int] = (1, 28, 28)):
+                 image_shape: Sequence[int] = (1, 28, 28), activation: str = "relu"):
         super().__init__()
         if isinstance(latent_dim, bool) or not float(latent_dim).is_integer() or int(latent_dim) < 1:
             raise ValueError(f"latent_dim must be a whole number >= 1, got {latent_dim!r}")
@@ -102,15 +103,18 @@ class ConditionalVAE(nn.Module):
             raise ValueError(f"image_shape must be (channels, height, width), got {self.image_shape}")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be a non-empty list of positive sizes, got {hidden!r}")
-        self.n_pixels = math.prod(self.image_shape)
-        self.encoder = mlp([self.n_pixels + n_classes, *self.hidden, 2 * self.latent_dim])
-        self.decoder = make_decoder("mlp", self.latent_dim + n_classes, self.hidden, self.image_shape)
+        self.n_pixels, self.activation = math.prod(self.image_shape), activation
+        self.encoder = mlp([self.n_pixels + n_classes, *self.hidden, 2 * self.latent_dim], activation)
+        self.decoder = make_decoder("mlp", self.latent_dim + n_classes, self.hidden, self.image_shape, activation)
 
     @property
     def config(self) -> dict:
-        """Everything needed to rebuild the model."""
-        return {"latent_dim": self.latent_dim, "hidden": list(self.hidden), "n_classes": self.n_classes,
-                "image_shape": list(self.image_shape)}
+        """Everything needed to rebuild the model (the activation only when it is not ReLU)."""
+        config = {"latent_dim": self.latent_dim, "hidden": list(self.hidden), "n_classes": self.n_classes,
+                  "image_shape": list(self.image_shape)}
+        if self.activation != "relu":
+            config["activation"] = self.activation
+        return config
 
     def _weight(self) -> torch.Tensor:
         return next(self.parameters())
@@ -210,8 +214,8 @@ class M2(nn.Module):
     `vaelib.models.make_encoder`) and q_phi(z | x, y) (``cvae.encode``).
 
     Args:
-        latent_dim, hidden, n_classes, image_shape: as `ConditionalVAE`; the classifier has the
-            same hidden sizes.
+        latent_dim, hidden, n_classes, image_shape, activation: as `ConditionalVAE`; the classifier
+            has the same hidden sizes and activation.
 
     Every bound is ``(N,)``, in nats per image.
     """
@@ -219,11 +223,11 @@ class M2(nn.Module):
     kind = "m2"
 
     def __init__(self, latent_dim: int = 16, hidden: Sequence[int] = (256,), n_classes: int = 10,
-                 image_shape: Sequence[int] = (1, 28, 28)):
+                 image_shape: Sequence[int] = (1, 28, 28), activation: str = "relu"):
         super().__init__()
-        self.cvae = ConditionalVAE(latent_dim, hidden, n_classes, image_shape)
+        self.cvae = ConditionalVAE(latent_dim, hidden, n_classes, image_shape, activation)
         self.n_classes = n_classes
-        self.classifier = make_encoder("mlp", n_classes, self.cvae.hidden, self.cvae.image_shape)
+        self.classifier = make_encoder("mlp", n_classes, self.cvae.hidden, self.cvae.image_shape, activation)
 
     @property
     def config(self) -> dict:

@@ -70,14 +70,14 @@ class LinearAnnealing:
         self.value = self.at(step)
 
 
-def adam(params, lr: float = 1e-3) -> torch.optim.Optimizer:
+def adam(params, lr: float = 1e-3, eps: float = 1e-8) -> torch.optim.Optimizer:
     """Adam with the fused (single-kernel) update where this PyTorch build has one for the
-    parameters' device; the same algorithm as ``torch.optim.Adam(params, lr)``, faster."""
+    parameters' device; the same algorithm as ``torch.optim.Adam(params, lr, eps=eps)``, faster."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, eps=eps)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

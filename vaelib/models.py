@@ -22,6 +22,8 @@ from .data import check_unit_range
 from .loop import CHECKPOINT_FORMAT as FIT_FORMAT  # a training run of `fit`
 
 ARCHS = ("mlp", "conv")
+# the hidden layers' nonlinearity: ReLU by default; tanh is Burda et al.'s (2016), softplus Kingma et al.'s (2014)
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
 MODEL_FORMAT = "vaelib-model-1"
 
@@ -72,13 +74,22 @@ class DiagonalNormal(D.Independent):
         self.mu, self.logvar = mu, logvar
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them (none after the last)."""
+def activation_class(name: str) -> type[nn.Module]:
+    """The module class of a hidden-layer nonlinearity named in `ACTIVATIONS` (``"relu"``, ``"tanh"``, ``"softplus"``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` (a name in `ACTIVATIONS`) between them
+    (none after the last)."""
+    act = activation_class(activation)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(activation())
+            layers.append(act())
     return nn.Sequential(*layers)
 
 
@@ -94,35 +105,40 @@ def _check_arch(arch: str, hidden: Sequence[int], image_shape: Sequence[int]) ->
         )
 
 
-def make_encoder(arch: str, out_dim: int, hidden: Sequence[int], image_shape: Sequence[int]) -> nn.Module:
+def make_encoder(arch: str, out_dim: int, hidden: Sequence[int], image_shape: Sequence[int],
+                 activation: str = "relu") -> nn.Module:
     """A network from images ``(N, *image_shape)`` to ``(N, out_dim)``.
 
-    ``mlp``: Flatten, then Linear+ReLU layers of sizes ``hidden``. ``conv``: two 4x4 stride-2
-    convolutions with ``hidden`` channels (each halves height and width), then a Linear layer.
+    ``mlp``: Flatten, then Linear layers of sizes ``hidden``, each followed by ``activation``.
+    ``conv``: two 4x4 stride-2 convolutions with ``hidden`` channels (each halves height and
+    width, each followed by ``activation``), then a Linear layer.
     """
     _check_arch(arch, hidden, image_shape)
+    act = activation_class(activation)
     c, h, w = image_shape
     if arch == "mlp":
-        return nn.Sequential(nn.Flatten(), mlp([c * h * w, *hidden, out_dim]))
+        return nn.Sequential(nn.Flatten(), mlp([c * h * w, *hidden, out_dim], activation))
     c1, c2 = hidden
     return nn.Sequential(
-        nn.Conv2d(c, c1, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, c1, 4, stride=2, padding=1), act(),
+        nn.Conv2d(c1, c2, 4, stride=2, padding=1), act(),
         nn.Flatten(), nn.Linear(c2 * (h // 4) * (w // 4), out_dim),
     )
 
 
-def make_decoder(arch: str, latent_dim: int, hidden: Sequence[int], image_shape: Sequence[int]) -> nn.Module:
+def make_decoder(arch: str, latent_dim: int, hidden: Sequence[int], image_shape: Sequence[int],
+                 activation: str = "relu") -> nn.Module:
     """A network from codes ``(N, latent_dim)`` to per-pixel outputs ``(N, *image_shape)``, mirroring `make_encoder`."""
     _check_arch(arch, hidden, image_shape)
+    act = activation_class(activation)
     c, h, w = image_shape
     if arch == "mlp":
-        return nn.Sequential(mlp([latent_dim, *reversed(hidden), c * h * w]), nn.Unflatten(1, (c, h, w)))
+        return nn.Sequential(mlp([latent_dim, *reversed(hidden), c * h * w], activation), nn.Unflatten(1, (c, h, w)))
     c1, c2 = hidden
     return nn.Sequential(
-        nn.Linear(latent_dim, c2 * (h // 4) * (w // 4)), nn.ReLU(),
+        nn.Linear(latent_dim, c2 * (h // 4) * (w // 4)), act(),
         nn.Unflatten(1, (c2, h // 4, w // 4)),
-        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), act(),
         nn.ConvTranspose2d(c1, c, 4, stride=2, padding=1),
     )
 
@@ -143,12 +159,13 @@ class _ImageModel(nn.Module):
 
     kind = "model"
 
-    def _setup(self, latent_dim, arch, hidden, image_shape, likelihood) -> None:
+    def _setup(self, latent_dim, arch, hidden, image_shape, likelihood, activation) -> None:
         if isinstance(latent_dim, bool) or not float(latent_dim).is_integer() or int(latent_dim) < 1:
             raise ValueError(f"latent_dim must be a whole number >= 1, got {latent_dim!r}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        self.latent_dim, self.arch, self.likelihood = int(latent_dim), arch, likelihood
+        activation_class(activation)
+        self.latent_dim, self.arch, self.likelihood, self.activation = int(latent_dim), arch, likelihood, activation
         self.hidden, self.image_shape = tuple(int(h) for h in hidden), tuple(int(s) for s in image_shape)
         if len(self.image_shape) != 3:
             raise ValueError(f"image_shape must be (channels, height, width), got {self.image_shape}")
@@ -157,9 +174,13 @@ class _ImageModel(nn.Module):
 
     @property
     def config(self) -> dict:
-        """Everything needed to rebuild the model (see `save_model` / `load_model`)."""
-        return {"latent_dim": self.latent_dim, "arch": self.arch, "hidden": list(self.hidden),
-                "image_shape": list(self.image_shape), "likelihood": self.likelihood}
+        """Everything needed to rebuild the model (see `save_model` / `load_model`). The activation
+        is listed only when it is not the default ReLU, so the course's earlier runs keep their names."""
+        config = {"latent_dim": self.latent_dim, "arch": self.arch, "hidden": list(self.hidden),
+                  "image_shape": list(self.image_shape), "likelihood": self.likelihood}
+        if self.activation != "relu":
+            config["activation"] = self.activation
+        return config
 
     @torch.no_grad()
     def code(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,16 +265,17 @@ class Autoencoder(_ImageModel):
         latent_dim: the size of the code z.
         arch: ``"mlp"`` or ``"conv"``; hidden: layer sizes (mlp) or two channel counts (conv).
         image_shape: ``(C, H, W)``; likelihood: how reconstructions are scored.
+        activation: the hidden layers' nonlinearity, ``"relu"``, ``"tanh"`` or ``"softplus"``.
     """
 
     kind = "ae"
 
     def __init__(self, latent_dim: int = 2, arch: str = "mlp", hidden: Sequence[int] = (512, 256),
-                 image_shape: Sequence[int] = (1, 28, 28), likelihood: str = "bernoulli"):
+                 image_shape: Sequence[int] = (1, 28, 28), likelihood: str = "bernoulli", activation: str = "relu"):
         super().__init__()
-        self._setup(latent_dim, arch, hidden, image_shape, likelihood)
-        self.encoder = make_encoder(arch, self.latent_dim, self.hidden, self.image_shape)
-        self.decoder = make_decoder(arch, self.latent_dim, self.hidden, self.image_shape)
+        self._setup(latent_dim, arch, hidden, image_shape, likelihood, activation)
+        self.encoder = make_encoder(arch, self.latent_dim, self.hidden, self.image_shape, activation)
+        self.decoder = make_decoder(arch, self.latent_dim, self.hidden, self.image_shape, activation)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The code z, ``(N, latent_dim)``."""
@@ -274,6 +296,8 @@ class VAE(_ImageModel):
         image_shape: ``(C, H, W)``, ``(1, 28, 28)`` for MNIST.
         likelihood: ``"bernoulli"`` (binary images), ``"continuous_bernoulli"`` or ``"gaussian"``
             (grey levels; one learned noise scale).
+        activation: the hidden layers' nonlinearity, ``"relu"`` (default), ``"tanh"`` (Burda et
+            al.'s architecture) or ``"softplus"``.
 
     Shapes: images ``x`` are ``(N, *image_shape)``; codes ``z`` are ``(N, d)``.
     Log-probabilities are in nats, summed over pixels.
@@ -282,11 +306,11 @@ class VAE(_ImageModel):
     kind = "vae"
 
     def __init__(self, latent_dim: int = 20, arch: str = "mlp", hidden: Sequence[int] = (400,),
-                 image_shape: Sequence[int] = (1, 28, 28), likelihood: str = "bernoulli"):
+                 image_shape: Sequence[int] = (1, 28, 28), likelihood: str = "bernoulli", activation: str = "relu"):
         super().__init__()
-        self._setup(latent_dim, arch, hidden, image_shape, likelihood)
-        self.encoder = make_encoder(arch, 2 * self.latent_dim, self.hidden, self.image_shape)
-        self.decoder = make_decoder(arch, self.latent_dim, self.hidden, self.image_shape)
+        self._setup(latent_dim, arch, hidden, image_shape, likelihood, activation)
+        self.encoder = make_encoder(arch, 2 * self.latent_dim, self.hidden, self.image_shape, activation)
+        self.decoder = make_decoder(arch, self.latent_dim, self.hidden, self.image_shape, activation)
 
     def encode(self, x: torch.Tensor) -> DiagonalNormal:
         """q(z | x): a `DiagonalNormal` with batch shape ``(N,)`` and event shape ``(d,)``."""
@@ -343,7 +367,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _I
         raise ValueError(f"{path} holds an unknown model kind {payload.get('kind')!r}")
     config = payload.get("config")
     expected = {"latent_dim", "arch", "hidden", "image_shape", "likelihood"}  # `_ImageModel.config`
-    if not isinstance(config, dict) or set(config) != expected:
+    if not isinstance(config, dict) or not expected <= set(config) <= expected | {"activation"}:
         keys = sorted(config) if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{path} holds a model configuration with keys {keys}, not {sorted(expected)}: it was not "
                          "written by this version of vaelib's save_model, or was edited; train the model again")

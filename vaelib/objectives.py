@@ -5,7 +5,8 @@ dimensions, never means).
 - `vae_loss`: the training loss -(recon - beta * KL), with free bits.
 - `iwae_bound`: the importance-weighted bound L_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)],
   which is the ELBO at k = 1, grows with k, and tends to log p(x) (Burda et al., 2016).
-- `evaluate_bounds`: the ELBO and -L_k averaged over a dataset, with standard errors.
+- `evaluate_bounds`: the ELBO and -L_k averaged over a dataset, with standard errors, within a
+  wall-clock cap (on a random subset when the whole set would take longer).
 - `importance_weights` and `iwae_loss`: L_k as a training objective (Chapter 10): the
   reparameterised log-weights log w_s with their self-normalised weights, and -mean L_k, whose
   gradient is sum_s w~_s grad log w_s.
@@ -17,10 +18,13 @@ its decoder; the KL terms come from `vaelib.divergences`.
 from __future__ import annotations
 
 import math
+import time
 from typing import NamedTuple
 
 import torch
 
+from .data import InMemoryData
+from .device import MAX_MINUTES_ENV, run_budget
 from .divergences import kl_normal, kl_normal_per_dim
 from .loop import batches, evaluation
 
@@ -144,23 +148,80 @@ def iwae_loss(model, x: torch.Tensor, k: int) -> torch.Tensor:
     return -(torch.logsumexp(log_w, dim=0) - math.log(k)).mean()
 
 
-def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, progress: bool = False) -> dict:
+def _bounds_of(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one-sample ELBO (analytic KL) and L_k of each image in ``x``, float64 on the CPU."""
+    return elbo(model, x).elbo.double().cpu(), iwae_bound(model, x, k).double().cpu()
+
+
+def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, progress: bool = False,
+                    max_minutes: float | None = None) -> dict:
     """Average ELBO (analytic KL, one sample) and importance-sampled NLL = -L_k over ``data``.
 
     ``data`` is an `InMemoryData` (dynamic binarisation is drawn as usual) or any iterable
     of ``(x, ...)`` batches; the model's device is used. Returns a dict of plain floats in
     nats per image: ``elbo``, ``elbo_se``, ``nll``, ``nll_se`` (standard errors over images),
-    ``k`` and ``n``.
+    ``k``, ``n`` (the images scored) and ``of`` (the images given).
+
+    Like training, evaluation has a wall-clock cap: ``max_minutes``, default the run budget's
+    (`RunBudget.max_minutes`, ``$VAELIB_MAX_MINUTES``), ``math.inf`` for none. The first batch
+    is timed; when all of ``data`` would take longer than the cap, that batch is set aside and
+    a seeded uniform random subset of the images, as many as fit in the cap (at least two
+    batches' worth), is scored instead, with a printed line saying so; then ``n < of``, and the
+    standard errors are those of the subset's mean as an estimate of the whole set's. (A random
+    subset, not the first images: MNIST's test set is ordered, its first half the easier one.)
+    When everything fits, the images are scored in order, exactly as without a cap. An iterable
+    that is not an `InMemoryData` cannot be subsampled: it is scored up to the batch that would
+    pass the cap, and ``n`` says how far.
     """
+    if isinstance(max_minutes, bool) or (max_minutes is not None and not max_minutes > 0):
+        raise ValueError(f"max_minutes must be a positive number of minutes (math.inf for no cap), got {max_minutes!r}")
     elbos, iwaes = [], []
     with evaluation(model) as device:
-        for batch in batches(data, batch_size, device, progress=f"bounds (k={k})" if progress else None):
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            elbos.append(elbo(model, x).elbo.double().cpu())
-            iwaes.append(iwae_bound(model, x, k).double().cpu())
-    n = sum(len(e) for e in elbos)
+        cap = 60 * (run_budget(device).max_minutes if max_minutes is None else float(max_minutes))
+        label = f"bounds (k={k})" if progress else None
+        total = len(data) if isinstance(data, InMemoryData) else None
+        start = time.perf_counter()
+        walk = batches(data, batch_size, device, progress=label)
+        try:
+            for i, batch in enumerate(walk):
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                e, w = _bounds_of(model, x, k)
+                elbos.append(e)
+                iwaes.append(w)
+                spent = time.perf_counter() - start
+                if i == 0 and total is not None and spent * data.num_batches(batch_size) > cap \
+                        and max(2, int(cap / spent)) * batch_size < total:
+                    walk.close()
+                    return _evaluate_subset(model, data, k, batch_size, label, cap, spent)
+                if total is None and spent * (i + 2) / (i + 1) > cap:  # the next batch would pass the cap
+                    break
+        finally:
+            walk.close()
+    return _summary(torch.cat(elbos) if elbos else torch.zeros(0), torch.cat(iwaes) if iwaes else torch.zeros(0),
+                    k, total)
+
+
+def _evaluate_subset(model, data, k: int, batch_size: int, label, cap: float, per_batch: float) -> dict:
+    """`evaluate_bounds` on the seeded random subset of ``data`` that fits in ``cap`` seconds."""
+    fit = max(2, int(cap / per_batch)) * batch_size
+    n = min(len(data), fit)
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n].sort().values
+    print(f"evaluate_bounds: all {len(data):,} images would take about {per_batch * data.num_batches(batch_size) / 60:.1f} "
+          f"min, past the {cap / 60:g}-minute cap ({MAX_MINUTES_ENV} changes it), so a seeded random {n:,} of them "
+          "were scored; the standard errors are those of that subset's mean")
+    elbos, iwaes = [], []
+    with evaluation(model) as device:
+        for batch in batches(data.subset(index), batch_size, device, progress=label):
+            e, w = _bounds_of(model, batch[0], k)
+            elbos.append(e)
+            iwaes.append(w)
+    return _summary(torch.cat(elbos), torch.cat(iwaes), k, len(data))
+
+
+def _summary(e: torch.Tensor, w: torch.Tensor, k: int, of: int | None) -> dict:
+    n = len(e)
     if n < 2:
         raise ValueError(f"evaluate_bounds needs at least 2 images (for a standard error), got {n}")
-    e, w = torch.cat(elbos), torch.cat(iwaes)
     return {"elbo": e.mean().item(), "elbo_se": (e.std() / math.sqrt(n)).item(),
-            "nll": -w.mean().item(), "nll_se": (w.std() / math.sqrt(n)).item(), "k": k, "n": n}
+            "nll": -w.mean().item(), "nll_se": (w.std() / math.sqrt(n)).item(), "k": k, "n": n,
+            "of": of if of is not None else n}

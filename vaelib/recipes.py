@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -46,6 +47,45 @@ def run_path(config: dict, runs: str | os.PathLike | None = None) -> Path:
     """Where the run with this configuration lives: ``<runs>/<config["model"]["kind"]>-<hash>.pt``."""
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     return runs_dir(runs) / f"{config['model']['kind']}-{key}.pt"
+
+
+def burda_schedule(stages: int = 8) -> list[tuple[int, float]]:
+    """The learning-rate schedule of Burda et al. (2016): 3^i epochs at 1e-3 * 10^(-i/7) for
+    i = 0 .. ``stages`` - 1; the paper's 8 stages are 3 280 epochs in all. A list of ``(epochs, lr)``
+    for `train_mnist_model`'s ``lr_schedule``."""
+    if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= 8:
+        raise ValueError(f"stages must be a whole number from 1 to 8 (the paper's schedule has 8), got {stages!r}")
+    return [(3 ** i, 1e-3 * 10 ** (-i / 7)) for i in range(stages)]
+
+
+def stage_lr(stages, epoch: int) -> float:
+    """The learning rate of 0-based ``epoch`` under a piecewise-constant schedule of ``(epochs, lr)``
+    stages (the last stage's rate after its end)."""
+    end = 0
+    for length, rate in stages:
+        end += length
+        if epoch < end:
+            return rate
+    return stages[-1][1]
+
+
+def _check_schedule(schedule, epochs: int, lr_decay: bool) -> list[tuple[int, float]]:
+    if schedule is None:
+        return []
+    if lr_decay:
+        raise ValueError("pass lr_decay or lr_schedule, not both")
+    try:
+        stages = [(int(e), float(r)) for e, r in schedule]
+    except (TypeError, ValueError):
+        raise ValueError(f"lr_schedule must be a list of (epochs, lr) pairs, got {schedule!r}") from None
+    if not stages or any(e < 1 or e != float(e0) or not (math.isfinite(r) and r > 0)
+                         for (e, r), (e0, _) in zip(stages, schedule)):
+        raise ValueError(f"lr_schedule needs at least one stage, each a whole number of epochs >= 1 and a "
+                         f"positive learning rate, got {schedule!r}")
+    total = sum(e for e, _ in stages)
+    if isinstance(epochs, int) and epochs > total:
+        raise ValueError(f"epochs={epochs} asks for more than the {total} epochs lr_schedule covers")
+    return stages
 
 
 def _training_data(dataset: str, binarize: str | None, limit: int | None, root,
@@ -82,6 +122,7 @@ def train_mnist_model(
     epochs: int,
     arch: str = "mlp",
     hidden=None,
+    activation: str = "relu",
     likelihood: str = "bernoulli",
     beta: float = 1.0,
     free_bits: float = 0.0,
@@ -96,12 +137,15 @@ def train_mnist_model(
     batch_size: int = 128,
     lr: float = 1e-3,
     lr_decay: bool = False,
+    lr_schedule=None,
+    adam_eps: float = 1e-8,
     seed: int = 0,
     device: torch.device | str | None = None,
     runs: str | os.PathLike | None = None,
     progress: bool = True,
     data_root: str | os.PathLike | None = None,
     max_minutes: float | None = None,
+    precision: str | None = None,
 ) -> tuple[nn.Module, History]:
     """Train (or resume, or just load) one of the course's image models; returns ``(model, history)``.
 
@@ -114,8 +158,11 @@ def train_mnist_model(
     or ``"fashion_mnist"``) binarised as ``binarize`` (``"dynamic"``, ``"static"`` or None for
     grey levels; with ``dequantize``, grey levels spread over their 8-bit bins afresh every
     epoch, `vaelib.dequantize`), by Adam with learning rate ``lr`` (with ``lr_decay``, falling linearly from ``lr``
-    to 0 over the ``epochs`` asked for: a short run ends as if annealed). ``hidden`` defaults to (512, 256) for
-    ``mlp`` and (32, 64) for ``conv``. With ``val_limit``, the loss on the first ``val_limit``
+    to 0 over the ``epochs`` asked for: a short run ends as if annealed; with ``lr_schedule``, a list of
+    ``(epochs, lr)`` stages, piecewise constant, `burda_schedule` for one, in place of ``lr``) and
+    epsilon ``adam_eps``. ``hidden`` defaults to (512, 256) for ``mlp`` and (32, 64) for ``conv``, with
+    ``activation`` between layers (``"relu"``, ``"tanh"`` or ``"softplus"``); ``precision`` is `fit`'s.
+    With ``val_limit``, the loss on the first ``val_limit``
     test images (statically binarised where training binarises) is in the history as
     ``val_loss`` after every epoch.
 
@@ -137,21 +184,26 @@ def train_mnist_model(
                          "clamp or estimate: it needs kind='vae', beta=1, free_bits=0, kl_warmup_steps=0 and "
                          "the default analytic_kl")
     hidden = tuple(hidden) if hidden is not None else ((512, 256) if arch == "mlp" else (32, 64))
+    stages = _check_schedule(lr_schedule, epochs, lr_decay)
+    if not (isinstance(adam_eps, (int, float)) and math.isfinite(adam_eps) and adam_eps > 0):
+        raise ValueError(f"adam_eps must be a positive number, got {adam_eps!r}")
     seed_everything(seed)
     model = (VAE if kind == "vae" else Autoencoder)(latent_dim=latent_dim, arch=arch, hidden=hidden,
-                                                    likelihood=likelihood)
+                                                    likelihood=likelihood, activation=activation)
     data = _training_data(dataset, binarize, limit, data_root, dequantize)
     val = _validation_data(dataset, binarize, val_limit, data_root)
     annealing = LinearAnnealing(kl_warmup_steps, end=beta) if kl_warmup_steps else None
-    optimizer = adam(model.parameters(), lr=lr)
-    decay = LinearAnnealing(max(1, epochs * data.num_batches(batch_size)), start=lr, end=0.0) if lr_decay else None
+    optimizer = adam(model.parameters(), lr=stages[0][1] if stages else lr, eps=adam_eps)
+    per_epoch = data.num_batches(batch_size)
+    decay = LinearAnnealing(max(1, epochs * per_epoch), start=lr, end=0.0) if lr_decay else None
 
-    def on_step(step: int) -> None:  # both schedules count optimizer steps, so a resumed run resumes them
+    def on_step(step: int) -> None:  # the schedules count optimizer steps, so a resumed run resumes them
         if annealing is not None:
             annealing(step)
-        if decay is not None:
+        if decay is not None or stages:
+            rate = decay.at(step) if decay is not None else stage_lr(stages, step // per_epoch)
             for group in optimizer.param_groups:
-                group["lr"] = decay.at(step)
+                group["lr"] = rate
     if kind == "ae":
         def loss(m, batch):
             return m.reconstruction_loss(batch[0]).mean()
@@ -175,9 +227,13 @@ def train_mnist_model(
     }
     if iwae_k > 1:  # only then, so the runs trained on the ELBO keep their names
         config["loss"]["iwae_k"] = int(iwae_k)
+    if stages:  # likewise: only runs with a schedule or another epsilon record them
+        config["optimizer"].update(lr=None, lr_schedule=[[e, r] for e, r in stages])
+    if adam_eps != 1e-8:
+        config["optimizer"]["eps"] = float(adam_eps)
     history = fit(model, loss, data, epochs=epochs, val=val, batch_size=batch_size, device=device,
-                  optimizer=optimizer, on_step=on_step,
-                  checkpoint=run_path(config, runs), config=config, progress=progress, max_minutes=max_minutes)
+                  optimizer=optimizer, on_step=on_step, checkpoint=run_path(config, runs), config=config,
+                  progress=progress, max_minutes=max_minutes, precision=precision)
     return model.eval(), history
 
 
@@ -309,18 +365,43 @@ def _semi_supervised_split(n_labels: int, label_seed: int, limit: int | None, da
     return data.x[index].to(device), data.y[index].to(device), unlabelled, config
 
 
+M2_WEIGHTINGS = ("paper", "batch")
+
+
+def m2_weights(weighting: str, alpha: float, n_labelled: int, n_unlabelled: int) -> tuple[float, float]:
+    """The weights ``(labelled_weight, classification_weight)`` that `vaelib.m2_loss` puts on the means
+    over a labelled batch, beside weight 1 on the mean of -U over an unlabelled batch.
+
+    - ``"paper"``: Kingma et al.'s objective over the data set, sum_l -L + sum_u -U + alpha * E_l[-log q(y|x)],
+      divided by the N_u unlabelled images: ``(N_l / N_u, alpha / N_u)``. Its expected gradient per step is
+      the paper's, whichever images a step draws.
+    - ``"batch"``: the course's earlier weighting, each step's labelled batch as heavy as its unlabelled
+      batch, with the paper's ratio alpha / N_l of cross-entropy to bound per labelled image: ``(1, alpha / N_l)``.
+    """
+    if weighting not in M2_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {M2_WEIGHTINGS}, got {weighting!r}")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    if weighting == "paper":
+        return n_labelled / n_unlabelled, alpha / n_unlabelled
+    return 1.0, alpha / n_labelled
+
+
 def train_m2(
     *,
     epochs: int,
     n_labels: int = 100,
+    weighting: str = "paper",
     alpha: float | None = None,
     latent_dim: int = 16,
     hidden=(256,),
+    activation: str = "relu",
     label_seed: int = 0,
     limit: int | None = None,
     batch_size: int = 128,
     labelled_batch_size: int = 100,
     lr: float = 1e-3,
+    lr_decay: bool = False,
     seed: int = 0,
     device: torch.device | str | None = None,
     runs: str | os.PathLike | None = None,
@@ -334,36 +415,51 @@ def train_m2(
     ``limit`` training images (``n_labels / 10`` of each digit); the others lose their labels.
     Each step takes ``batch_size`` unlabelled images and ``labelled_batch_size`` labelled ones (all
     of them when there are no more), both dynamically binarised, and minimises `vaelib.m2_loss`
-    with weight ``alpha`` on the labelled cross-entropy; by default ``alpha = 0.1 N / n_labels``,
-    the paper's alpha = 0.1 N per labelled image (N training images in all). An epoch is one pass
-    over the unlabelled images. The labelled draws come from PyTorch's global generator, which
-    `fit` checkpoints, so a resumed run equals an uninterrupted one. Cached like
-    `train_mnist_model` (``m2-<hash>.pt``, the configuration holds the labelled indices).
+    with the weights of `m2_weights`: by default (``weighting="paper"``) Kingma et al.'s objective
+    J^alpha over the whole data set, scaled per unlabelled image, with their alpha = 0.1 N
+    (``alpha``; N training images in all); ``weighting="batch"`` is the course's earlier, much
+    heavier weighting of the labelled images. The networks are MLPs with ``hidden`` units and
+    ``activation`` (Kingma et al. used softplus). An epoch is one pass over the unlabelled images;
+    Adam with learning rate ``lr`` (with ``lr_decay``, falling linearly to 0 over the ``epochs``
+    asked for). The labelled draws come from PyTorch's global generator, which `fit` checkpoints,
+    so a resumed run equals an uninterrupted one. Cached like `train_mnist_model` (``m2-<hash>.pt``,
+    the configuration holds the labelled indices).
 
     Returns ``(model, history, labelled_indices)``, the model in eval mode on ``device``.
     """
     device = torch.device(device) if device is not None else get_device()
     seed_everything(seed)
-    model = M2(latent_dim=latent_dim, hidden=tuple(hidden))
+    model = M2(latent_dim=latent_dim, hidden=tuple(hidden), activation=activation)
     x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
-    alpha = 0.1 * data_config["n"] / n_labels if alpha is None else float(alpha)
+    alpha = 0.1 * data_config["n"] if alpha is None else alpha
+    labelled_weight, class_weight = m2_weights(weighting, alpha, n_labels, len(unlabelled))
     take = _labelled_batch_size(labelled_batch_size, n_labels)
+    optimizer = adam(model.parameters(), lr=lr)
+    decay = (LinearAnnealing(max(1, epochs * unlabelled.num_batches(batch_size)), start=lr, end=0.0)
+             if lr_decay else None)
+
+    def on_step(step: int) -> None:
+        if decay is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = decay.at(step)
 
     def loss(m, batch):
         x_lab, y_lab = _labelled_batch(x_l, y_l, take)  # binarised afresh, as the unlabelled batch
-        return m2_loss(m, x_lab, y_lab, batch[0], alpha=alpha)
+        return m2_loss(m, x_lab, y_lab, batch[0], alpha=class_weight, labelled_weight=labelled_weight)
 
     config = {
         "model": {"kind": "m2", **model.config, "classifier": [784, *hidden, 10]},
-        "loss": {"name": "m2_loss", "alpha": float(alpha), "labelled_weight": 1.0, "samples": 1},
+        "loss": {"name": "m2_loss", "weighting": weighting, "alpha": float(alpha),
+                 "labelled_weight": labelled_weight, "classification_weight": class_weight, "samples": 1},
         "data": data_config,
         "optimizer": {"name": "adam", "lr": float(lr), "batch_size": int(batch_size),
-                      "labelled_batch_size": int(take)},
+                      "labelled_batch_size": int(take),
+                      "lr_decay": f"linear to 0 over {epochs} epochs" if lr_decay else None},
         "seed": seed,
         "vaelib": __version__,
     }
     history = fit(model, loss, unlabelled, epochs=epochs, batch_size=batch_size, device=device,
-                  optimizer=adam(model.parameters(), lr=lr), checkpoint=run_path(config, runs), config=config,
+                  optimizer=optimizer, on_step=on_step, checkpoint=run_path(config, runs), config=config,
                   progress=progress, max_minutes=max_minutes)
     return model.eval(), history, torch.tensor(data_config["labelled_indices"])
 
@@ -373,6 +469,7 @@ def train_label_classifier(
     epochs: int,
     n_labels: int = 100,
     hidden=(256,),
+    activation: str = "relu",
     label_seed: int = 0,
     limit: int | None = None,
     batch_size: int = 128,
@@ -385,7 +482,7 @@ def train_label_classifier(
     data_root: str | os.PathLike | None = None,
     max_minutes: float | None = None,
 ) -> tuple[nn.Module, History]:
-    """The baseline of `train_m2`: M2's classifier q(y | x) (an MLP ``784 -> hidden -> 10``) trained
+    """The baseline of `train_m2`: M2's classifier q(y | x) (an MLP ``784 -> hidden -> 10`` with ``activation``) trained
     by cross-entropy on the same ``n_labels`` labelled images alone, with the same optimizer steps.
 
     An epoch has as many steps as an epoch of `train_m2` with the same arguments (one per
@@ -396,7 +493,7 @@ def train_label_classifier(
     """
     device = torch.device(device) if device is not None else get_device()
     seed_everything(seed)
-    model = make_encoder("mlp", 10, tuple(hidden), (1, 28, 28))  # as M2's classifier
+    model = make_encoder("mlp", 10, tuple(hidden), (1, 28, 28), activation)  # as M2's classifier
     x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
     steps = unlabelled.num_batches(batch_size)
     labelled = _LabelledBatches(x_l, y_l, steps, _labelled_batch_size(labelled_batch_size, n_labels))
@@ -406,7 +503,8 @@ def train_label_classifier(
         return torch.nn.functional.cross_entropy(m(x), y)
 
     config = {
-        "model": {"kind": "label-classifier", "layers": [784, *hidden, 10]},
+        "model": {"kind": "label-classifier", "layers": [784, *hidden, 10],
+                  **({"activation": activation} if activation != "relu" else {})},
         "loss": {"name": "cross_entropy"},
         "data": {**data_config, "steps_per_epoch": steps},
         "optimizer": {"name": "adam", "lr": float(lr), "labelled_batch_size": labelled.batch_size},
