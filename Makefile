@@ -21,7 +21,7 @@ override VAELIB_DATA := $(abspath $(VAELIB_DATA))
 export VAELIB_DATA
 endif
 
-.PHONY: help install book test pytest nbval check-html notebooks check-notebooks lock clean
+.PHONY: help install book test pytest nbval check-html notebooks check-notebooks reproduce lock clean
 
 help:
 	@echo "make book        build the book into _build/html from the stored outputs (executes nothing)"
@@ -32,6 +32,8 @@ help:
 	@echo "make notebooks   execute each chapter whose code changed (FORCE=1: every chapter) into"
 	@echo "                 book/*.ipynb under the default budget; regenerate the others around their outputs"
 	@echo "make check-notebooks  fail if a book/*.ipynb is not what make notebooks would write"
+	@echo "make reproduce   run the papers' protocols to their end (hours; resumable), then execute the"
+	@echo "                 Reproductions page; NAME=m2|burda-vae|burda-iwae5|burda-iwae50|page: only that one"
 	@echo "make install     only create the environment ($(VENV)); CPU=1 (with any target that installs):"
 	@echo "                 torch from PyTorch's CPU-only index, without the CUDA libraries"
 	@echo "make lock        write constraints.txt from the environment (after the tests pass)"
@@ -61,9 +63,11 @@ pytest: $(STAMP)
 	$(PY) -m pytest tests
 
 # Re-executes every chapter notebook in smoke mode (whatever the machine) and compares each
-# output not tagged nbval-ignore-output with the stored default-budget one.
+# output not tagged nbval-ignore-output with the stored default-budget one. The Reproductions page
+# is skipped: its outputs are the results of runs that take hours (make reproduce).
 nbval: $(STAMP)
-	VAELIB_BUDGET=smoke $(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider book
+	VAELIB_BUDGET=smoke $(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider book \
+	    --ignore=book/reproductions.ipynb
 
 # Needs a built book (make book). pytest-playwright drives the system Chromium (browser_tests/conftest.py);
 # screenshots of every chapter go to _build/screenshots, of each failing test's page to _build/check-html.
@@ -85,6 +89,12 @@ notebooks: $(STAMP)
 
 check-notebooks: $(STAMP)
 	$(PY) -m tools.notebooks check
+
+# The long runs behind book/reproductions.md (benchmarks/reproduce.py): each continues from its
+# checkpoints in the runs folder ($$VAELIB_RUNS, else runs/), writes benchmarks/results/NAME.json,
+# and `page` executes the page from those files. MINUTES=M bounds each run's call.
+reproduce: $(STAMP)
+	$(PY) -m benchmarks.reproduce $(or $(NAME),all) $(if $(MINUTES),--max-minutes $(MINUTES))
 
 lock: $(STAMP)
 	@{ echo "# The versions every test last passed with (make lock). .ci/run installs with -c constraints.txt;"; \

@@ -28,12 +28,18 @@ from torch.utils.flop_counter import FlopCounterMode
 import vaelib
 
 N_TRAIN, BATCH, CAP_S = 60_000, 128, 600.0
+T4_FLOPS, T4_STEP_S = 4e12, 1.5e-3  # the two assumptions (see the module docstring)
 
 
-def step_flops(model, loss) -> float:
-    """FLOPs of one forward and backward pass on a batch of 128 binary MNIST images."""
-    x = torch.bernoulli(torch.full((BATCH, 1, 28, 28), 0.13))
-    y = torch.randint(0, 10, (BATCH,))
+def t4_step_seconds(flops: float, rate: float = T4_FLOPS, floor: float = T4_STEP_S) -> float:
+    """The estimated time of one optimizer step of ``flops`` on a T4: max(FLOPs / throughput, floor)."""
+    return max(flops / rate, floor)
+
+
+def step_flops(model, loss, batch: int = BATCH) -> float:
+    """FLOPs of one forward and backward pass on a batch of ``batch`` binary MNIST images."""
+    x = torch.bernoulli(torch.full((batch, 1, 28, 28), 0.13))
+    y = torch.randint(0, 10, (batch,))
     with FlopCounterMode(display=False) as counter:
         loss(model, (x, y)).backward()
     return counter.get_total_flops()
@@ -51,8 +57,8 @@ def vae(d, hidden):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tflops", type=float, default=4.0, help="sustained fp32 TFLOP/s assumed")
-    parser.add_argument("--step-ms", type=float, default=1.5, help="floor per optimizer step, ms")
+    parser.add_argument("--tflops", type=float, default=T4_FLOPS / 1e12, help="sustained fp32 TFLOP/s assumed")
+    parser.add_argument("--step-ms", type=float, default=T4_STEP_S * 1e3, help="floor per optimizer step, ms")
     args = parser.parse_args()
     rate, floor = args.tflops * 1e12, args.step_ms / 1e3
 
@@ -91,7 +97,7 @@ def main() -> None:
     for chapter, items in runs.items():
         for what, model, loss, epochs, count in items:
             flops = step_flops(model, loss)
-            per_run = epochs * steps_per_epoch * max(flops / rate, floor)
+            per_run = epochs * steps_per_epoch * t4_step_seconds(flops, rate, floor)
             capped = count * min(per_run, CAP_S)
             totals[chapter] = totals.get(chapter, 0.0) + capped
             print(f"| {chapter} | {what} | {flops / 1e9:.2f} | {epochs} x {count} | {per_run / 60:.1f} min | "

@@ -195,7 +195,8 @@ def test_train_m2_reloads_and_keys_its_runs_by_labels_and_alpha(m2_run, tmp_path
     local = tmp_path / "runs"
     shutil.copytree(runs, local)
     for change in (dict(n_labels=30), dict(alpha=1.0), dict(label_seed=1), dict(weighting="batch"),
-                   dict(activation="softplus"), dict(lr_decay=True)):
+                   dict(activation="softplus"), dict(lr_decay=True), dict(init="small"), dict(binarize=None),
+                   dict(labelled_every=2)):
         before = set(local.iterdir())
         recipes.train_m2(**{**M2_BASE, **change}, runs=local)
         assert len(set(local.iterdir()) - before) == 1, f"{change} did not give a run of its own"
@@ -240,6 +241,29 @@ def test_the_papers_weighting_is_its_data_set_objective_divided_by_the_unlabelle
         recipes.m2_weights("mean", alpha, 4, 9)
     with pytest.raises(ValueError, match="alpha must be a finite number"):
         recipes.m2_weights("paper", float("inf"), 4, 9)
+
+
+def test_labelled_every_k_steps_is_k_times_as_heavy(m2_run, tmp_path, monkeypatch):
+    """labelled_every=K: the labelled terms enter every K-th step only, with K times the weights."""
+    seen = []
+    monkeypatch.setattr(recipes, "m2_loss", lambda *args, **kw: seen.append((kw["alpha"], kw["labelled_weight"]))
+                        or m2_loss(*args, **kw))
+    recipes.train_m2(**{**M2_BASE, "labelled_every": 2}, runs=tmp_path)
+    lw, cw = recipes.m2_weights("paper", 0.1 * 640, 20, 620)
+    assert seen == [(2 * cw, 2 * lw), (0.0, 0.0)] * 2 + [(2 * cw, 2 * lw)]  # 5 steps of 128 of 620 images
+
+
+def test_small_init_draws_hidden_layers_only():
+    model = vaelib.conditional.small_init_(M2(latent_dim=3, hidden=(64, 32)))
+    for net in (model.cvae.encoder, model.cvae.decoder[0], model.classifier[1]):
+        layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+        for layer in layers[:-1]:
+            assert layer.weight.std().item() == pytest.approx(1e-3, rel=0.2) and layer.bias.abs().max() < 1e-2
+        assert layers[-1].weight.std().item() > 0.02  # the output layer keeps PyTorch's initialisation
+    with pytest.raises(ValueError, match="init must be"):
+        recipes.train_m2(**{**M2_BASE, "init": "xavier"})
+    with pytest.raises(ValueError, match="binarize must be"):
+        recipes.train_m2(**{**M2_BASE, "binarize": "static"})
 
 
 def steps_taken(runs):

@@ -48,6 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 
 BUDGET = "default"  # every stored output comes from this run budget
+# Pages whose outputs come from long runs, not from one execution of their cells here: `sync` (make
+# notebooks) never executes them, and nbval skips them; `python -m benchmarks.reproduce page` executes them.
+NOT_EXECUTED = ("reproductions.md",)
 COMMIT = re.compile(r"[0-9a-f]{40}")
 # Outputs must not leak the machine they were made on, nor hide a failure.
 FORBIDDEN_OUTPUT = re.compile(r"(/work/|/root/|/home/|/tmp/|/Users/|Traceback \(most recent call last\))")
@@ -190,16 +193,26 @@ def regenerate(md: Path, stored, index) -> nbformat.NotebookNode:
     return nb
 
 
-def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False) -> int:
+def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False, pages: bool = False) -> int:
+    """Execute the chapters among ``mds`` whose code changed (``force``: all), regenerate the rest.
+    A page of `NOT_EXECUTED` is only regenerated around its stored outputs, unless ``pages``."""
     index = book_index()
     todo = []
     for md in mds:
         ipynb = md.with_suffix(".ipynb")
         stored = nbformat.read(ipynb, as_version=4) if ipynb.exists() else None
         fresh = stored is None or force or "vaelib" not in stored.metadata or code_changed(md, stored)
+        if md.name in NOT_EXECUTED and not pages:
+            if stored is None or "vaelib" not in stored.metadata or code_changed(md, stored):
+                print(f"{md.relative_to(ROOT)}: its code changed, and make notebooks does not execute it: run "
+                      "`python -m benchmarks.reproduce page`", file=sys.stderr)
+                return 1
+            print(f"{md.relative_to(ROOT)}: not executed here (its outputs are the long runs' results; "
+                  "`python -m benchmarks.reproduce page` executes it)")
+            fresh = False
         todo.append((md, ipynb, stored, fresh))
     provenance = vaelib_provenance(allow_dirty) if any(fresh for *_, fresh in todo) else None
-    if provenance is not None:
+    if provenance is not None and not pages:
         shutil.rmtree(BOOK / "runs", ignore_errors=True)  # outputs come from fresh training runs
     for md, ipynb, stored, fresh in todo:
         name = md.relative_to(ROOT)

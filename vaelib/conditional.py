@@ -50,6 +50,21 @@ def one_hot(y: torch.Tensor, n_classes: int = 10, dtype: torch.dtype = torch.flo
     return torch.nn.functional.one_hot(y.long(), n_classes).to(dtype)
 
 
+def small_init_(model: nn.Module, std: float = 1e-3) -> nn.Module:
+    """Draw the weights and biases of every hidden layer of ``model``'s MLPs from N(0, std^2), leaving
+    each network's output layer as PyTorch initialised it (Kingma et al.'s and Pyro's M2 start so:
+    every hidden unit starts near the same value, so no label or code means anything at first).
+    An MLP is each ``nn.Sequential`` holding ``nn.Linear`` layers directly; returns ``model``."""
+    with torch.no_grad():
+        for net in model.modules():
+            if isinstance(net, nn.Sequential):
+                layers = [m for m in net.children() if isinstance(m, nn.Linear)]
+                for layer in layers[:-1]:
+                    layer.weight.normal_(0.0, std)
+                    layer.bias.normal_(0.0, std)
+    return model
+
+
 def labelled_subset(y: torch.Tensor, n_labels: int, seed: int = 0, n_classes: int = 10) -> torch.Tensor:
     """The indices of ``n_labels`` examples, ``n_labels / n_classes`` of each class, chosen by a seeded rule.
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .conditional import M2, ConditionalVAE, conditional_elbo, labelled_subset, m2_loss
+from .conditional import M2, ConditionalVAE, conditional_elbo, labelled_subset, m2_loss, small_init_
 from .data import InMemoryData, load_fashion_mnist, load_mnist
 from .device import get_device, seed_everything
 from .loop import History, LinearAnnealing, adam, fit
@@ -325,24 +325,27 @@ class _LabelledBatches:
     dynamically binarised afresh: an epoch of as many steps as another run's, on 100 images.
     Draws from PyTorch's global generator, which `fit` checkpoints, so a resumed run is exact."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int,
+                 binarize: str | None = "dynamic") -> None:
         self.x, self.y, self.steps, self.batch_size = x, y, int(steps), int(batch_size)
+        self.binarize = binarize
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self):
         for _ in range(self.steps):
-            yield _labelled_batch(self.x, self.y, self.batch_size)
+            yield _labelled_batch(self.x, self.y, self.batch_size, self.binarize)
 
 
-def _labelled_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All of a small labelled set (or a random ``batch_size`` of it), dynamically binarised afresh,
-    from PyTorch's global generator (which `fit` checkpoints)."""
+def _labelled_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                    binarize: str | None = "dynamic") -> tuple[torch.Tensor, torch.Tensor]:
+    """All of a small labelled set (or a random ``batch_size`` of it), dynamically binarised afresh
+    (or its grey levels, ``binarize=None``), from PyTorch's global generator (which `fit` checkpoints)."""
     if batch_size < len(x):
         pick = torch.randperm(len(x), device=x.device)[:batch_size]
         x, y = x[pick], y[pick]
-    return torch.rand_like(x).lt_(x).to(x.dtype), y
+    return (torch.rand_like(x).lt_(x).to(x.dtype) if binarize else x), y
 
 
 def _labelled_batch_size(labelled_batch_size, n_labels: int) -> int:
@@ -351,14 +354,17 @@ def _labelled_batch_size(labelled_batch_size, n_labels: int) -> int:
     return min(labelled_batch_size, n_labels)
 
 
-def _semi_supervised_split(n_labels: int, label_seed: int, limit: int | None, data_root, device):
+def _semi_supervised_split(n_labels: int, label_seed: int, limit: int | None, data_root, device,
+                           binarize: str | None = "dynamic"):
     """The labelled images ``(x, y)`` on ``device``, the unlabelled rest (labels removed), and the config part."""
+    if binarize not in ("dynamic", None):
+        raise ValueError(f"binarize must be 'dynamic' or None (grey levels), got {binarize!r}")
     data = _training_data("mnist", None, limit, data_root)
     index = labelled_subset(data.y, n_labels, seed=label_seed)
     rest = torch.ones(len(data), dtype=torch.bool)
     rest[index] = False
-    unlabelled = InMemoryData(data.x[rest], None, binarize="dynamic", name="MNIST-train-unlabelled")
-    config = {"dataset": "mnist", "split": "train", "binarize": "dynamic", "limit": limit, "n": len(data),
+    unlabelled = InMemoryData(data.x[rest], None, binarize=binarize, name="MNIST-train-unlabelled")
+    config = {"dataset": "mnist", "split": "train", "binarize": binarize, "limit": limit, "n": len(data),
               "fingerprint": data.fingerprint(), "n_labels": int(n_labels),
               "labels": f"labelled_subset(y, {n_labels}, seed={label_seed}): {n_labels // 10} per class",
               "labelled_indices": index.tolist(), "n_unlabelled": len(unlabelled)}
@@ -396,10 +402,13 @@ def train_m2(
     latent_dim: int = 16,
     hidden=(256,),
     activation: str = "relu",
+    init: str = "default",
+    binarize: str | None = "dynamic",
     label_seed: int = 0,
     limit: int | None = None,
     batch_size: int = 128,
     labelled_batch_size: int = 100,
+    labelled_every: int = 1,
     lr: float = 1e-3,
     lr_decay: bool = False,
     seed: int = 0,
@@ -419,7 +428,11 @@ def train_m2(
     J^alpha over the whole data set, scaled per unlabelled image, with their alpha = 0.1 N
     (``alpha``; N training images in all); ``weighting="batch"`` is the course's earlier, much
     heavier weighting of the labelled images. The networks are MLPs with ``hidden`` units and
-    ``activation`` (Kingma et al. used softplus). An epoch is one pass over the unlabelled images;
+    ``activation`` (Kingma et al. used softplus), initialised as PyTorch does or, with ``init="small"``,
+    as Kingma et al. and Pyro's example do (`vaelib.conditional.small_init_`). Images are dynamically
+    binarised, or with ``binarize=None`` kept as grey levels (Bernoulli targets, as Pyro's example
+    does). With ``labelled_every`` = K > 1 the labelled terms enter every K-th step only, K times as
+    heavy (the same sum over any K steps). An epoch is one pass over the unlabelled images;
     Adam with learning rate ``lr`` (with ``lr_decay``, falling linearly to 0 over the ``epochs``
     asked for). The labelled draws come from PyTorch's global generator, which `fit` checkpoints,
     so a resumed run equals an uninterrupted one. Cached like `train_mnist_model` (``m2-<hash>.pt``,
@@ -430,30 +443,41 @@ def train_m2(
     device = torch.device(device) if device is not None else get_device()
     seed_everything(seed)
     model = M2(latent_dim=latent_dim, hidden=tuple(hidden), activation=activation)
-    x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
+    if init not in ("default", "small"):
+        raise ValueError(f"init must be 'default' or 'small', got {init!r}")
+    if init == "small":
+        small_init_(model)
+    x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device,
+                                                               binarize)
     alpha = 0.1 * data_config["n"] if alpha is None else alpha
     labelled_weight, class_weight = m2_weights(weighting, alpha, n_labels, len(unlabelled))
     take = _labelled_batch_size(labelled_batch_size, n_labels)
+    if isinstance(labelled_every, bool) or not isinstance(labelled_every, int) or labelled_every < 1:
+        raise ValueError(f"labelled_every must be a whole number of steps >= 1, got {labelled_every!r}")
     optimizer = adam(model.parameters(), lr=lr)
     decay = (LinearAnnealing(max(1, epochs * unlabelled.num_batches(batch_size)), start=lr, end=0.0)
              if lr_decay else None)
+    step_now = [0]
 
     def on_step(step: int) -> None:
+        step_now[0] = step
         if decay is not None:
             for group in optimizer.param_groups:
                 group["lr"] = decay.at(step)
 
     def loss(m, batch):
-        x_lab, y_lab = _labelled_batch(x_l, y_l, take)  # binarised afresh, as the unlabelled batch
-        return m2_loss(m, x_lab, y_lab, batch[0], alpha=class_weight, labelled_weight=labelled_weight)
+        x_lab, y_lab = _labelled_batch(x_l, y_l, take, binarize)  # binarised afresh, as the unlabelled batch
+        every = labelled_every if step_now[0] % labelled_every == 0 else 0  # the same sum over any K steps
+        return m2_loss(m, x_lab, y_lab, batch[0], alpha=every * class_weight, labelled_weight=every * labelled_weight)
 
     config = {
-        "model": {"kind": "m2", **model.config, "classifier": [784, *hidden, 10]},
+        "model": {"kind": "m2", **model.config, "classifier": [784, *hidden, 10],
+                  **({"init": init} if init != "default" else {})},
         "loss": {"name": "m2_loss", "weighting": weighting, "alpha": float(alpha),
                  "labelled_weight": labelled_weight, "classification_weight": class_weight, "samples": 1},
         "data": data_config,
         "optimizer": {"name": "adam", "lr": float(lr), "batch_size": int(batch_size),
-                      "labelled_batch_size": int(take),
+                      "labelled_batch_size": int(take), "labelled_every": labelled_every,
                       "lr_decay": f"linear to 0 over {epochs} epochs" if lr_decay else None},
         "seed": seed,
         "vaelib": __version__,
@@ -470,6 +494,8 @@ def train_label_classifier(
     n_labels: int = 100,
     hidden=(256,),
     activation: str = "relu",
+    init: str = "default",
+    binarize: str | None = "dynamic",
     label_seed: int = 0,
     limit: int | None = None,
     batch_size: int = 128,
@@ -494,9 +520,14 @@ def train_label_classifier(
     device = torch.device(device) if device is not None else get_device()
     seed_everything(seed)
     model = make_encoder("mlp", 10, tuple(hidden), (1, 28, 28), activation)  # as M2's classifier
-    x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device)
+    if init not in ("default", "small"):
+        raise ValueError(f"init must be 'default' or 'small', got {init!r}")
+    if init == "small":
+        small_init_(model)
+    x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device,
+                                                               binarize)
     steps = unlabelled.num_batches(batch_size)
-    labelled = _LabelledBatches(x_l, y_l, steps, _labelled_batch_size(labelled_batch_size, n_labels))
+    labelled = _LabelledBatches(x_l, y_l, steps, _labelled_batch_size(labelled_batch_size, n_labels), binarize)
 
     def loss(m, batch):
         x, y = batch
@@ -504,7 +535,8 @@ def train_label_classifier(
 
     config = {
         "model": {"kind": "label-classifier", "layers": [784, *hidden, 10],
-                  **({"activation": activation} if activation != "relu" else {})},
+                  **({"activation": activation} if activation != "relu" else {}),
+                  **({"init": init} if init != "default" else {})},
         "loss": {"name": "cross_entropy"},
         "data": {**data_config, "steps_per_epoch": steps},
         "optimizer": {"name": "adam", "lr": float(lr), "labelled_batch_size": labelled.batch_size},
