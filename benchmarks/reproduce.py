@@ -164,10 +164,10 @@ def run_burda(name: str, max_minutes: float, runs) -> dict:
         if end <= done and any(e >= end for e in progress):
             continue  # trained and scored in an earlier call
         left = (deadline - time.monotonic()) / 60
-        if left <= 0:
-            break
+        if left <= 0 and history["epoch"]:
+            break  # every call trains at least one epoch, as `fit` does
         model, history = vaelib.train_mnist_model(epochs=max(end, done), runs=runs, progress=True,
-                                                  max_minutes=left, **recipe)
+                                                  max_minutes=max(left, 1e-9), **recipe)
         done = history["epoch"][-1]
         result.update(epochs_done=done, train_seconds=round(sum(history["seconds"]), 1), **machine(),
                       vaelib_commit=git_commit())
@@ -190,7 +190,7 @@ def run_burda(name: str, max_minutes: float, runs) -> dict:
         result["final_train"] = score(model, train, PROGRESS_IMAGES)
     record_session(result, first, history)
     result["complete"] = "final" in result
-    print(write_result(name, result).relative_to(ROOT))
+    print(f"{name}: recorded in {write_result(name, result).name}")
     return result
 
 
@@ -250,7 +250,7 @@ def run_m2(max_minutes: float, runs, seeds=LABEL_SEEDS) -> dict:
                                     ("unlabelled_bound", "labelled_bound", "classification")})
             record_draw(draw)
     result = read_result(name)
-    print(f"{(RESULTS / 'm2.json').relative_to(ROOT)}: {result.get('summary')}")
+    print(f"m2: recorded in m2.json; complete draws: {result.get('summary')}")
     return result
 
 
