@@ -116,7 +116,8 @@ class RunBudget:
 
     - ``smoke``: a few seconds per chapter, to check that the code runs (CI).
     - ``default``: minutes on a laptop CPU, with results a reader would accept.
-    - ``full``: a GPU run that gets close to published numbers.
+    - ``full``: longer GPU runs, each capped at 10 minutes (the papers' protocols, which take
+      hours, are `benchmarks/reproduce.py`'s).
 
     Chapters state their sizes for every mode in one place::
 
