@@ -18,7 +18,10 @@ Every run is a cached `vaelib` recipe: it writes a checkpoint after every epoch 
 folder (``--runs``, else ``$VAELIB_RUNS``, else ``runs/``), so the same command continues where
 the last one stopped, in this session or a later one, and a finished run is only loaded.
 ``--max-minutes`` bounds one call (default: none); a run stopped by it, by Ctrl-C or by a
-killed machine loses at most the epoch it was in. Training runs on one CPU thread for the
+killed machine loses at most the epoch it was in. ``--keep`` copies a Burda-protocol run's
+checkpoint to ``benchmarks/checkpoints/`` (committed: a run of hours outlives a session's
+machine), and every call first copies a kept checkpoint back into the runs folder where that
+folder has fewer epochs, so a fresh clone continues the run. Training runs on one CPU thread for the
 batch-20 protocols (their steps are too small to split), and in float32.
 
 What a call has measured goes to ``benchmarks/results/NAME.json`` (committed): epochs done,
@@ -35,6 +38,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +54,7 @@ from vaelib.recipes import burda_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+KEPT = ROOT / "benchmarks" / "checkpoints"  # committed copies of unfinished long runs, to continue elsewhere
 
 BURDA_EPOCHS = sum(e for e, _ in burda_schedule())  # 3 280
 STAGE_ENDS = [sum(e for e, _ in burda_schedule()[: i + 1]) for i in range(8)]  # 1, 4, 13, ..., 3280
@@ -147,9 +152,49 @@ def record_session(result: dict, first: int, history: dict) -> None:
             "device_name": machine()["device_name"], "threads": torch.get_num_threads()})
 
 
+def _epochs_in(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _run_file(recipe: dict, runs) -> Path | None:
+    """The runs folder's checkpoint of the Burda-protocol run trained with ``recipe`` (its L_k), if any."""
+    for path in sorted(vaelib.runs_dir(runs).glob("vae-*.pt")):
+        config = torch.load(path, map_location="cpu", weights_only=True).get("config") or {}
+        model, optimizer = config.get("model", {}), config.get("optimizer", {})
+        if (model.get("activation") == recipe["activation"] and model.get("hidden") == list(recipe["hidden"])
+                and model.get("latent_dim") == recipe["latent_dim"] and optimizer.get("lr_schedule")
+                and optimizer.get("batch_size") == recipe["batch_size"]
+                and config.get("loss", {}).get("iwae_k", 1) == recipe["iwae_k"]
+                and config.get("data", {}).get("limit") == recipe.get("limit")):
+            return path
+    return None
+
+
+def restore_kept(runs) -> None:
+    """Copy each kept checkpoint into the runs folder where that folder lacks it or holds fewer epochs."""
+    for kept in sorted(KEPT.glob("*.pt")):
+        target = vaelib.runs_dir(runs) / kept.name
+        if not target.exists() or _epochs_in(target) < _epochs_in(kept):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept, target)
+            print(f"continuing from the kept checkpoint {kept.name} ({_epochs_in(kept)} epochs)")
+
+
+def keep(name: str, runs) -> None:
+    """Copy the run's checkpoint to benchmarks/checkpoints/, so that another machine or session
+    (a fresh clone) continues it: `run_burda` copies it back into the runs folder."""
+    path = _run_file(burda_recipe(PROTOCOLS[name]["k"]), runs)
+    if path is None:
+        raise SystemExit(f"{name}: no checkpoint of this run in {vaelib.runs_dir(runs)}")
+    KEPT.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, KEPT / path.name)
+    print(f"{name}: kept {path.name} ({_epochs_in(path)} epochs) in benchmarks/checkpoints/")
+
+
 def run_burda(name: str, max_minutes: float, runs) -> dict:
     spec = PROTOCOLS[name]
     recipe = burda_recipe(spec["k"])
+    restore_kept(runs)
     result = read_result(name)
     result.update(name=name, paper=spec["paper"], source=spec["source"], epochs_total=BURDA_EPOCHS,
                   recipe={key: (list(v) if isinstance(v, tuple) else v) for key, v in recipe.items()},
@@ -315,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument("--label-seed", type=int, choices=LABEL_SEEDS, default=None,
                         help="m2: only this label draw (default: each in turn)")
+    parser.add_argument("--keep", action="store_true",
+                        help="after the call, copy the run's checkpoint to benchmarks/checkpoints/ (committed, so that "
+                             "a fresh clone continues it)")
     args = parser.parse_args(argv)
     if args.name == "list":
         show_list()
@@ -327,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.name in ("m2", "all"):
         run_m2(args.max_minutes, args.runs, LABEL_SEEDS if args.label_seed is None else (args.label_seed,))
     if args.name in PROTOCOLS or args.name == "all":
-        run_burda(args.name if args.name in PROTOCOLS else "burda-vae", args.max_minutes, args.runs)
+        name = args.name if args.name in PROTOCOLS else "burda-vae"
+        run_burda(name, args.max_minutes, args.runs)
+        if args.keep:
+            keep(name, args.runs)
     if args.name == "all":
         return execute_page()
     return 0

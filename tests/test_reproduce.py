@@ -21,6 +21,7 @@ PAGE = ROOT / "book" / "reproductions.md"
 def tiny_protocols(tmp_path, monkeypatch):
     """The protocols' code on toy sizes: results and runs in tmp_path, a few small epochs."""
     monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(reproduce, "KEPT", tmp_path / "kept")
     tiny_burda = dict(kind="vae", latent_dim=2, hidden=(8,), activation="tanh", iwae_k=1, binarize="dynamic",
                       batch_size=50, lr_schedule=[(1, 1e-3), (2, 5e-4)], adam_eps=1e-4, seed=0, precision="fp32",
                       limit=200)
@@ -59,6 +60,18 @@ def test_a_capped_burda_run_records_how_far_it_got_and_the_next_call_finishes_it
     assert on_disk["final"] == second["final"]
     third = reproduce.run_burda("burda-vae", max_minutes=math.inf, runs=tiny_protocols)  # nothing left to do
     assert third["sessions"] == second["sessions"] and third["final"] == second["final"]
+
+
+def test_a_kept_checkpoint_lets_a_fresh_runs_folder_continue_the_run(tiny_protocols, tmp_path):
+    reproduce.run_burda("burda-vae", max_minutes=1e-9, runs=tiny_protocols)
+    reproduce.keep("burda-vae", tiny_protocols)
+    (kept,) = (tmp_path / "kept").glob("vae-*.pt")
+    fresh = tmp_path / "fresh-runs"  # another machine: the results file and the kept checkpoint, no runs folder
+    second = reproduce.run_burda("burda-vae", max_minutes=math.inf, runs=fresh)
+    assert (fresh / kept.name).exists() and second["complete"]
+    assert [s["epochs"] for s in second["sessions"]] == [[1, 1], [2, 3]]  # it continued from epoch 1
+    with pytest.raises(SystemExit, match="no checkpoint of this run"):
+        reproduce.keep("burda-iwae5", fresh)
 
 
 def test_m2_records_each_draw_its_curve_and_a_paired_baseline(tiny_protocols, monkeypatch):
