@@ -197,7 +197,7 @@ def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False, pages:
     """Execute the chapters among ``mds`` whose code changed (``force``: all), regenerate the rest.
     A page of `NOT_EXECUTED` is only regenerated around its stored outputs, unless ``pages``."""
     index = book_index()
-    todo = []
+    todo, stale_pages = [], []
     for md in mds:
         ipynb = md.with_suffix(".ipynb")
         stored = nbformat.read(ipynb, as_version=4) if ipynb.exists() else None
@@ -206,7 +206,8 @@ def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False, pages:
             if stored is None or "vaelib" not in stored.metadata or code_changed(md, stored):
                 print(f"{md.relative_to(ROOT)}: its code changed, and make notebooks does not execute it: run "
                       "`python -m benchmarks.reproduce page`", file=sys.stderr)
-                return 1
+                stale_pages.append(md)
+                continue
             print(f"{md.relative_to(ROOT)}: not executed here (its outputs are the long runs' results; "
                   "`python -m benchmarks.reproduce page` executes it)")
             fresh = False
@@ -237,7 +238,7 @@ def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False, pages:
                 print(f"{name}: regenerated around its stored outputs")
         else:
             print(f"{name}: up to date")
-    return check(mds, index)
+    return 1 if stale_pages else check(mds, index)
 
 
 def check(mds: list[Path], index=None) -> int:
