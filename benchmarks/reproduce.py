@@ -5,7 +5,7 @@
     python -m benchmarks.reproduce page                       # execute book/reproductions.md into its .ipynb
 
 (from the repository root; ``make reproduce NAME=...`` runs the second, ``make reproduce`` runs
-``burda-vae`` and ``m2`` and then the page.) The protocols (`PROTOCOLS`):
+``m2``, then ``burda-vae``, then the page.) The protocols (`PROTOCOLS`):
 
 - ``burda-vae``, ``burda-iwae5``, ``burda-iwae50``: the one-stochastic-layer VAE of Burda et al.
   (2016), 784-200-200-50 with tanh, trained on the ELBO (k = 1) or on L_k, on dynamically
@@ -115,17 +115,16 @@ def write_result(name: str, result: dict) -> Path:
     return path
 
 
-def test_subset(n: int, seed: int = 0) -> torch.Tensor:
-    """A seeded uniform random subset of ``n`` of the 10 000 test images (MNIST's test set is not in
-    random order: its first half is the easier one, so a prefix would flatter any model)."""
-    return torch.randperm(10_000, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+def random_subset(total: int, n: int) -> torch.Tensor:
+    """A seeded uniform random ``n`` of ``total`` indices, sorted: the same images in every call (MNIST's
+    test set is not in random order, its first half the easier one, so a prefix would flatter a model)."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(0))[:n].sort().values
 
 
 def score(model, data, n: int | None, k: int = EVAL_K, seed: int = 1) -> dict:
     """-L_k and the ELBO on ``n`` random images of ``data`` (all of them for None), with standard errors and time."""
     if n is not None:
-        data = data.subset(test_subset(n) if len(data) == 10_000 else torch.randperm(
-            len(data), generator=torch.Generator().manual_seed(0))[:n].sort().values)
+        data = data.subset(random_subset(len(data), n))
     vaelib.seed_everything(seed)
     start = time.perf_counter()
     r = vaelib.evaluate_bounds(model, data, k=k, batch_size=100, max_minutes=math.inf)
