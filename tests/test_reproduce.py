@@ -35,6 +35,7 @@ def tiny_protocols(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "M2_RECIPE", dict(n_labels=20, weighting="paper", latent_dim=2, hidden=(8,),
                                                      activation="softplus", init="small", binarize=None, epochs=2,
                                                      batch_size=128, lr=1e-3, seed=0, limit=300))
+    monkeypatch.setattr(reproduce, "M2_PROTOCOLS", {"m2": 2, "m2-longer": 3})
     monkeypatch.setattr(reproduce, "BASELINE_KEYS", ("n_labels", "hidden", "activation", "init", "binarize",
                                                      "batch_size", "lr", "seed", "limit"))
     return tmp_path / "runs"
@@ -88,6 +89,11 @@ def test_m2_records_each_draw_its_curve_and_a_paired_baseline(tiny_protocols, mo
     errors = [d["error"][0] for d in both["draws"]]
     assert both["summary"]["error_mean"] == pytest.approx(sum(errors) / 2)
     assert both["summary"]["error_sd"] == pytest.approx(abs(errors[0] - errors[1]) / math.sqrt(2))
+    # m2-longer continues the same runs: the first two epochs are m2's, one more is trained
+    reproduce.run_m2(max_minutes=math.inf, runs=tiny_protocols, seeds=(0,), name="m2-longer")
+    (longer,) = json.loads((reproduce.RESULTS / "m2-longer.json").read_text())["draws"]
+    assert longer["curve"][:2] == both["draws"][0]["curve"] and [e for e, _ in longer["curve"]] == [1, 2, 3]
+    assert longer["complete"] and longer["curve"][-1][1] == longer["error"][0]
 
 
 def test_the_page_shows_the_committed_results():
