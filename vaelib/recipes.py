@@ -371,6 +371,13 @@ def _semi_supervised_split(n_labels: int, label_seed: int, limit: int | None, da
     return data.x[index].to(device), data.y[index].to(device), unlabelled, config
 
 
+def _initialised(model: nn.Module, init: str) -> nn.Module:
+    """``model`` as PyTorch initialised it (``"default"``), or with `small_init_` (``"small"``)."""
+    if init not in ("default", "small"):
+        raise ValueError(f"init must be 'default' or 'small', got {init!r}")
+    return small_init_(model) if init == "small" else model
+
+
 M2_WEIGHTINGS = ("paper", "batch")
 
 
@@ -442,11 +449,7 @@ def train_m2(
     """
     device = torch.device(device) if device is not None else get_device()
     seed_everything(seed)
-    model = M2(latent_dim=latent_dim, hidden=tuple(hidden), activation=activation)
-    if init not in ("default", "small"):
-        raise ValueError(f"init must be 'default' or 'small', got {init!r}")
-    if init == "small":
-        small_init_(model)
+    model = _initialised(M2(latent_dim=latent_dim, hidden=tuple(hidden), activation=activation), init)
     x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device,
                                                                binarize)
     alpha = 0.1 * data_config["n"] if alpha is None else alpha
@@ -519,11 +522,7 @@ def train_label_classifier(
     """
     device = torch.device(device) if device is not None else get_device()
     seed_everything(seed)
-    model = make_encoder("mlp", 10, tuple(hidden), (1, 28, 28), activation)  # as M2's classifier
-    if init not in ("default", "small"):
-        raise ValueError(f"init must be 'default' or 'small', got {init!r}")
-    if init == "small":
-        small_init_(model)
+    model = _initialised(make_encoder("mlp", 10, tuple(hidden), (1, 28, 28), activation), init)  # as M2's classifier
     x_l, y_l, unlabelled, data_config = _semi_supervised_split(n_labels, label_seed, limit, data_root, device,
                                                                binarize)
     steps = unlabelled.num_batches(batch_size)
