@@ -107,6 +107,22 @@ def test_evaluation_past_its_cap_scores_a_seeded_random_subset(tiny, capsys):
     assert {key: a[key] for key in a if key != "of"} == {key: b[key] for key in b if key != "of"}
 
 
+def test_per_image_values_say_which_images_were_scored_so_other_models_can_be_paired(tiny):
+    model, x = tiny
+    data = vaelib.InMemoryData(torch.cat([x.repeat(25, 1, 1, 1), 1 - x.repeat(25, 1, 1, 1)]))  # 200 images
+    r = vaelib.evaluate_bounds(model, data, k=20, batch_size=10, max_minutes=1e-9, per_image=True)
+    index = torch.randperm(200, generator=torch.Generator().manual_seed(0))[:20].sort().values
+    assert torch.equal(r["index"], index)  # the seeded subset, in order
+    assert r["nll_per_image"].shape == r["elbo_per_image"].shape == (20,)
+    assert r["nll_per_image"].mean().item() == pytest.approx(r["nll"])
+    assert r["elbo_per_image"].std().item() / math.sqrt(20) == pytest.approx(r["elbo_se"])
+    # another model scored by hand on data.subset(index) sees exactly those images
+    assert torch.equal(data.subset(r["index"]).x, data.x[index])
+    free = vaelib.evaluate_bounds(model, data, k=20, batch_size=10, max_minutes=math.inf, per_image=True)
+    assert torch.equal(free["index"], torch.arange(200)) and len(free["nll_per_image"]) == 200
+    assert "index" not in vaelib.evaluate_bounds(model, data, k=20, batch_size=10, max_minutes=math.inf)
+
+
 def test_an_iterable_past_the_cap_stops_at_a_batch_and_says_how_far(tiny):
     model, x = tiny
     loader = [(x,)] * 6

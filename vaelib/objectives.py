@@ -154,7 +154,7 @@ def _bounds_of(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, progress: bool = False,
-                    max_minutes: float | None = None) -> dict:
+                    max_minutes: float | None = None, per_image: bool = False) -> dict:
     """Average ELBO (analytic KL, one sample) and importance-sampled NLL = -L_k over ``data``.
 
     ``data`` is an `InMemoryData` (dynamic binarisation is drawn as usual) or any iterable
@@ -172,6 +172,11 @@ def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, progress:
     When everything fits, the images are scored in order, exactly as without a cap. An iterable
     that is not an `InMemoryData` cannot be subsampled: it is scored up to the batch that would
     pass the cap, and ``n`` says how far.
+
+    With ``per_image=True`` the dict also holds ``index``, the ``(n,)`` positions in ``data`` of
+    the images scored, and ``elbo_per_image``, ``nll_per_image``, their ``(n,)`` values (float64,
+    on the CPU): score other models on ``data.subset(index)`` to compare them on the same images
+    (paired differences).
     """
     if isinstance(max_minutes, bool) or (max_minutes is not None and not max_minutes > 0):
         raise ValueError(f"max_minutes must be a positive number of minutes (math.inf for no cap), got {max_minutes!r}")
@@ -192,16 +197,18 @@ def evaluate_bounds(model, data, k: int = 1000, batch_size: int = 100, progress:
                 if i == 0 and total is not None and spent * data.num_batches(batch_size) > cap \
                         and max(2, int(cap / spent)) * batch_size < total:
                     walk.close()
-                    return _evaluate_subset(model, data, k, batch_size, label, cap, spent)
+                    return _evaluate_subset(model, data, k, batch_size, label, cap, spent, per_image)
                 if total is None and spent * (i + 2) / (i + 1) > cap:  # the next batch would pass the cap
                     break
         finally:
             walk.close()
-    return _summary(torch.cat(elbos) if elbos else torch.zeros(0), torch.cat(iwaes) if iwaes else torch.zeros(0),
-                    k, total)
+    e = torch.cat(elbos) if elbos else torch.zeros(0)
+    return _summary(e, torch.cat(iwaes) if iwaes else torch.zeros(0), k, total,
+                    torch.arange(len(e)) if per_image else None)
 
 
-def _evaluate_subset(model, data, k: int, batch_size: int, label, cap: float, per_batch: float) -> dict:
+def _evaluate_subset(model, data, k: int, batch_size: int, label, cap: float, per_batch: float,
+                     per_image: bool = False) -> dict:
     """`evaluate_bounds` on the seeded random subset of ``data`` that fits in ``cap`` seconds."""
     fit = max(2, int(cap / per_batch)) * batch_size
     n = min(len(data), fit)
@@ -215,13 +222,16 @@ def _evaluate_subset(model, data, k: int, batch_size: int, label, cap: float, pe
             e, w = _bounds_of(model, batch[0], k)
             elbos.append(e)
             iwaes.append(w)
-    return _summary(torch.cat(elbos), torch.cat(iwaes), k, len(data))
+    return _summary(torch.cat(elbos), torch.cat(iwaes), k, len(data), index if per_image else None)
 
 
-def _summary(e: torch.Tensor, w: torch.Tensor, k: int, of: int | None) -> dict:
+def _summary(e: torch.Tensor, w: torch.Tensor, k: int, of: int | None, index: torch.Tensor | None = None) -> dict:
     n = len(e)
     if n < 2:
         raise ValueError(f"evaluate_bounds needs at least 2 images (for a standard error), got {n}")
-    return {"elbo": e.mean().item(), "elbo_se": (e.std() / math.sqrt(n)).item(),
-            "nll": -w.mean().item(), "nll_se": (w.std() / math.sqrt(n)).item(), "k": k, "n": n,
-            "of": of if of is not None else n}
+    summary = {"elbo": e.mean().item(), "elbo_se": (e.std() / math.sqrt(n)).item(),
+               "nll": -w.mean().item(), "nll_se": (w.std() / math.sqrt(n)).item(), "k": k, "n": n,
+               "of": of if of is not None else n}
+    if index is not None:
+        summary.update(index=index, elbo_per_image=e.detach().double().cpu(), nll_per_image=-w.detach().double().cpu())
+    return summary
