@@ -225,3 +225,11 @@ def test_keep_freed_memory_removes_the_page_faults_of_a_training_step():
 
     default, kept = faults_per_step("default"), faults_per_step("keep")
     assert default > 100 and kept < default / 10, (default, kept)  # measured: about 890 and 0 to 16
+
+
+def test_describe_device_names_the_gpu_or_the_cpu_and_its_threads(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    assert vaelib.describe_device("cuda") == "cuda (Tesla T4)"
+    assert vaelib.describe_device(torch.device("mps")) == "mps"
+    cpu = vaelib.describe_device("cpu")
+    assert cpu.startswith("cpu (") and cpu.endswith(f", {torch.get_num_threads()} threads)")

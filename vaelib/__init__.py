@@ -14,7 +14,7 @@ from .data import (
     load_fashion_mnist,
     load_mnist,
 )
-from .device import RunBudget, get_device, run_budget, seed_everything
+from .device import RunBudget, describe_device, get_device, run_budget, seed_everything
 from .divergences import fit_gaussian, kl_categorical, kl_grid, kl_mvn, kl_normal, kl_normal_per_dim, mc_kl
 from .estimators import (
     GradientStats,
@@ -46,6 +46,7 @@ from .version import __version__
 
 __all__ = [
     # device.py: where and how much to run
+    "describe_device",
     "get_device",
     "seed_everything",
     "run_budget",

@@ -38,6 +38,26 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def describe_device(device: torch.device | str) -> str:
+    """What a stored output was made on, for the reader of another machine: ``"cpu (AMD EPYC,
+    2 threads)"``, ``"cuda (Tesla T4)"``, ``"mps"``. The CPU's name comes from ``/proc/cpuinfo``
+    where there is one, else from `platform`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type != "cpu":
+        return device.type
+    import platform
+
+    name = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"cpu ({name}, {torch.get_num_threads()} threads)"
+
+
 # glibc's mallopt parameters and the values `keep_freed_memory` sets (bytes)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEEP_FREED_BYTES = {M_TRIM_THRESHOLD: 256 << 20, M_MMAP_THRESHOLD: 64 << 20}
