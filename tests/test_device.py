@@ -232,4 +232,7 @@ def test_describe_device_names_the_gpu_or_the_cpu_and_its_threads(monkeypatch):
     assert vaelib.describe_device("cuda") == "cuda (Tesla T4)"
     assert vaelib.describe_device(torch.device("mps")) == "mps"
     cpu = vaelib.describe_device("cpu")
-    assert cpu.startswith("cpu (") and cpu.endswith(f", {torch.get_num_threads()} threads)")
+    threads = torch.get_num_threads()
+    assert cpu.startswith("cpu (") and cpu.endswith(f", {threads} thread{'' if threads == 1 else 's'})")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert vaelib.describe_device("cpu").endswith(", 1 thread)")

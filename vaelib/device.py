@@ -55,7 +55,8 @@ def describe_device(device: torch.device | str) -> str:
             name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
     except OSError:
         pass
-    return f"cpu ({name}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({name}, {threads} thread{'' if threads == 1 else 's'})"
 
 
 # glibc's mallopt parameters and the values `keep_freed_memory` sets (bytes)
