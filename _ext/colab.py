@@ -268,6 +268,8 @@ def render_role(name: str, content: str, doc: str, index: BookIndex) -> str:
         return f"[{text or index.titles.get(where, where)}]({index.url(where)})"
     elif name == "math":
         return f"${content}$"
+    elif name == "out":  # a number copied from an output (_ext/quoted.py): the text itself
+        return " ".join(content.split())
     raise ConversionError(f"the role {{{name}}} has no CommonMark rendering (add one in _ext/colab.py)")
 
 
