@@ -11,6 +11,7 @@ PYTHON ?= python3
 VENV   ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vaelib-installed
+BOOK_STAMP := $(VENV)/.book-installed
 # CONSTRAINTS=constraints.txt installs the exact versions the tests last passed with (.ci/run does).
 CONSTRAINTS ?=
 
@@ -21,10 +22,12 @@ override VAELIB_DATA := $(abspath $(VAELIB_DATA))
 export VAELIB_DATA
 endif
 
-.PHONY: help install book test pytest nbval check-html notebooks check-notebooks reproduce lock clean
+.PHONY: help install book lab test pytest nbval check-html notebooks check-notebooks reproduce lock clean
 
 help:
-	@echo "make book        build the book into _build/html from the stored outputs (executes nothing)"
+	@echo "make book        build the book into _build/html from the stored outputs (executes nothing;"
+	@echo "                 installs only what building needs, no torch)"
+	@echo "make lab         open the chapters in JupyterLab (installs the full environment)"
 	@echo "make test        pytest on tests/, nbval on book/*.ipynb (smoke budget), make book, make check-html"
 	@echo "make check-html  open every page of _build/html in headless Chromium and check it (pytest-playwright;"
 	@echo "                 a failing page's screenshot goes to _build/check-html). Without Chromium it installs"
@@ -45,13 +48,20 @@ install: $(STAMP)
 # NVIDIA GPU then skips the CUDA libraries, about 4 GB); the rest comes from PyPI as usual.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-$(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
+$(STAMP): requirements.txt requirements-book.txt pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(if $(CPU),$(PY) -m pip install --quiet torch torchvision --index-url $(TORCH_CPU_INDEX))
 	$(PY) -m pip install --quiet -r requirements.txt -e . $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+	@touch $@ $(BOOK_STAMP)
+
+# The book alone: Jupyter Book and what it imports, no torch and no vaelib (the pages come
+# from the stored outputs; nothing is executed).
+$(BOOK_STAMP): requirements-book.txt $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-book.txt $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	@touch $@
 
-book: $(STAMP)
+book: $(BOOK_STAMP)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going .
 	$(PY) -m tools.check_book _build/html
 
@@ -83,6 +93,11 @@ else
 	$(PY) -m pytest -p no:cacheprovider browser_tests \
 	    --screenshot only-on-failure --output _build/check-html
 endif
+
+# The chapters' notebooks (book/*.ipynb, with their stored outputs) in JupyterLab, run from book/
+# with the installed vaelib; their training runs are cached in book/runs.
+lab: $(STAMP)
+	cd book && $(VENV)/bin/jupyter lab
 
 notebooks: $(STAMP)
 	$(PY) -m tools.notebooks sync $(if $(FORCE),--force)
