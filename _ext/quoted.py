@@ -2,13 +2,13 @@
 
 A result quoted in the text is written with the role ``{out}`...```, e.g.
 "the VAE ends at {out}`91.00 ± 0.24` nats": the HTML book and the Colab notebooks show the
-text as it is, and ``tests/test_book.py`` fails unless that text appears verbatim in the
+text as it is, and ``tests/test_quoted_numbers.py`` fails unless that text appears verbatim in the
 outputs stored in the chapter's notebook (what one execution printed). So a number in the
 prose can never drift from the run beside it: change the code, execute the chapter, and the
 test names every quoted number the new outputs no longer contain.
 
 A decimal number in the prose that is not marked (a paper's result, a constant of the text)
-must be listed with its reason in ``NOT_FROM_OUTPUTS`` in ``tests/test_book.py``, so a result
+must be listed with its reason in ``NOT_FROM_OUTPUTS`` in ``tests/test_quoted_numbers.py``, so a result
 copied by hand without the role is caught too.
 """
 

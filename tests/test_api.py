@@ -1,4 +1,4 @@
-"""The public API is listed once (vaelib.__all__), documented, and mirrored in the README."""
+"""The public API is listed once (vaelib.__all__), documented, and mirrored in vaelib/README.md."""
 
 import ast
 import inspect
@@ -8,7 +8,7 @@ from pathlib import Path
 import vaelib
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+API_README = (ROOT / "vaelib" / "README.md").read_text()
 
 
 def test_every_public_name_exists_and_is_documented():
@@ -19,10 +19,11 @@ def test_every_public_name_exists_and_is_documented():
 
 
 def test_readme_lists_exactly_the_public_api():
-    section = README.split("## The vaelib API", 1)[1].split("\n## ", 1)[0]
+    assert "## The vaelib API" in API_README, "vaelib/README.md has no '## The vaelib API' section"
+    section = API_README.split("## The vaelib API", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([A-Za-z_0-9]+)", section, flags=re.M))
     assert listed == set(vaelib.__all__), (
-        f"README API table and vaelib.__all__ differ: only in README {listed - set(vaelib.__all__)}, "
+        f"vaelib/README.md API table and vaelib.__all__ differ: only in the table {listed - set(vaelib.__all__)}, "
         f"only in __all__ {set(vaelib.__all__) - listed}"
     )
 

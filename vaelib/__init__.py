@@ -1,6 +1,6 @@
 """vaelib: the small, tested library behind the course "Variational Autoencoders from first principles".
 
-Every public name is listed in ``__all__`` below (and in the README); chapters
+Every public name is listed in ``__all__`` below (and in vaelib/README.md); chapters
 import nothing else.
 """
 
