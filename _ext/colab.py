@@ -363,11 +363,16 @@ def to_commonmark(text: str, doc: str, index: BookIndex, config: dict | None = N
 
 # ---- the notebook a reader opens ------------------------------------------------------------
 
-def setup_cell_source(repo_url: str, commit: str, version: str) -> str:
-    """The first code cell of every chapter: install the vaelib that produced the outputs."""
+GUIDE_PAGE = "book/running.html"  # "Running the course": devices, budgets, cached runs, data
+
+
+def setup_cell_source(repo_url: str, commit: str, version: str, book_url: str) -> str:
+    """The first code cell of every chapter: install the vaelib that produced the outputs, and
+    say where the book explains running it (``book_url``: the published book, ending in '/')."""
     return (
         f"# Generated set-up. Where vaelib is missing (Colab), install the version that\n"
         f"# produced this notebook's outputs: vaelib {version}, commit {commit[:12]}.\n"
+        f"# Devices, run budgets, cached runs (Google Drive) and data: {book_url}{GUIDE_PAGE}\n"
         f"try:\n"
         f"    import vaelib\n"
         f"except ImportError:\n"
@@ -406,7 +411,7 @@ def colab_notebook(md_path: Path, provenance: dict, root: Path = ROOT,
             continue
         if not any(SETUP_TAG in c.metadata.get("tags", []) for c in cells):
             setup = nbformat.v4.new_code_cell(setup_cell_source(
-                config["repository"]["url"], provenance["commit"], provenance["version"]))
+                config["repository"]["url"], provenance["commit"], provenance["version"], base_url(config)))
             setup.metadata["tags"] = [SETUP_TAG]
             cells.append(setup)
         code = nbformat.v4.new_code_cell(cell.source)

@@ -119,8 +119,48 @@ def _register_citation_style() -> None:
         "sphinxcontrib.bibtex.style.referencing", "author_year_round", RoundAuthorYear)
 
 
+def author_year_label(entry) -> str:
+    """"Kingma and Welling, 2014", "Burda et al., 2016": the bibliography's label of an entry,
+    as the text cites it."""
+    from pybtex.richtext import Text
+
+    people = entry.persons.get("author") or entry.persons.get("editor") or []
+    names = [Text.from_latex(" ".join(p.prelast_names + p.last_names)).render_as("text") for p in people]
+    if not names:
+        who = entry.fields.get("organization") or entry.fields.get("title", "?")
+        names = [Text.from_latex(who).render_as("text")]
+    who = names[0] if len(names) == 1 else " and ".join(names) if len(names) == 2 else f"{names[0]} et al."
+    return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+def _register_bibliography_labels() -> None:
+    """The style ``author_year_plain``: pybtex's plain style with author-year labels, so the
+    bibliography reads "[Kingma and Welling, 2014]" where the text says "(Kingma and Welling, 2014)"."""
+    import pybtex.plugin
+    from pybtex.style.formatting.plain import Style as Plain
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            labels = [author_year_label(entry) for entry in sorted_entries]
+            seen: dict[str, int] = {}
+            for label in labels:  # "Kingma et al., 2014a" and "...2014b" where two would read alike
+                if labels.count(label) == 1:
+                    yield label
+                else:
+                    seen[label] = seen.get(label, 0) + 1
+                    yield f"{label}{chr(ord('a') + seen[label] - 1)}"
+
+    class AuthorYearPlain(Plain):
+        default_label_style = "author_year"
+
+    pybtex.plugin.register_plugin("pybtex.style.labels", "author_year", AuthorYearLabels)
+    pybtex.plugin.register_plugin("pybtex.style.formatting", "author_year_plain", AuthorYearPlain)
+
+
 def setup(app):
     _install_reader_hook()
     _register_citation_style()
+    _register_bibliography_labels()
     app.connect("build-finished", copy_notebooks_for_download)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -100,18 +100,44 @@ async () => {
     }
   }
 
-  // Display math wider than its column: cut off, or behind a horizontal scroll bar.
+  // Display math wider than its column. On a desktop-wide window that is a problem either way;
+  // on a narrow one (a phone) an equation may scroll inside its own box, but must not be cut.
   const wideMath = [];
+  const klSingleBar = [];
+  const scrolls = el => { for (let e = el, i = 0; e && i < 4; e = e.parentElement, i++) {
+    if (/(auto|scroll)/.test(getComputedStyle(e).overflowX)) return true; } return false; };
   if (window.MathJax && MathJax.startup && MathJax.startup.document) {
     for (const item of MathJax.startup.document.math) {
+      // KL(q || p) whose double bar became one (a markdown table eats the backslash of \|)
+      if (/KL\}?\s*\((?:[^()]|\([^()]*\))*?(?<!\\)\|(?!\|)/.test(item.math)) klSingleBar.push(snippet(item.math));
       const box = item.display && item.typesetRoot;
       const inner = box && box.querySelector("mjx-math");
       if (!inner || !visible(box)) continue;
       const column = box.clientWidth;  // the room left beside a numbered equation's number
       const width = inner.getBoundingClientRect().width;
-      if (width > column + 1) wideMath.push({ tex: snippet(item.math), width: Math.round(width), column });
+      if (width > column + 1 && (window.innerWidth >= 1000 || !scrolls(box)))
+        wideMath.push({ tex: snippet(item.math), width: Math.round(width), column,
+                        how: scrolls(box) ? "scrolled" : "cut off" });
     }
   }
+
+  // The page itself must not pan sideways: name the first element that sticks out.
+  const windowWidth = document.documentElement.clientWidth;
+  let pans = null;
+  if (document.documentElement.scrollWidth > windowWidth + 1) {
+    const culprit = [...document.querySelectorAll("main *, article *")].find(el =>
+      visible(el) && el.getBoundingClientRect().right > windowWidth + 1 && !el.closest("mjx-container, pre, .highlight") &&
+      ![...el.children].some(c => c.getBoundingClientRect().right > windowWidth + 1));
+    pans = { width: document.documentElement.scrollWidth, window: windowWidth,
+             what: culprit ? culprit.tagName.toLowerCase() + ": " + snippet(culprit.textContent || culprit.outerHTML) : "?" };
+  }
+
+  // An image drawn at another aspect ratio than its pixels (a width narrowed, a height kept).
+  const distorted = images.filter(img => img.complete && img.naturalWidth > 0 && visible(img) &&
+                                         img.clientWidth > 0 && img.clientHeight > 0)
+    .filter(img => Math.abs((img.clientWidth / img.clientHeight) / (img.naturalWidth / img.naturalHeight) - 1) > 0.02)
+    .map(img => ({ src: img.getAttribute("src") || "(no src)", shown: `${img.clientWidth}x${img.clientHeight}`,
+                   natural: `${img.naturalWidth}x${img.naturalHeight}` }));
 
   const badImages = images.filter(img => !(img.complete && img.naturalWidth > 0))
     .map(img => img.getAttribute("src") || "(no src)");
@@ -140,7 +166,7 @@ async () => {
     .map(a => a.getAttribute("href"));
 
   return { title: document.title, mainText: main ? main.textContent.trim().length : 0,
-           rawTex, mathCount: math.length, untypeset, mathErrors, wideMath,
+           rawTex, mathCount: math.length, untypeset, mathErrors, wideMath, klSingleBar, pans, distorted,
            imageCount: images.length, badImages, uncaptioned, outputProblems,
            links, ids, downloads,
            mathjax: !!(window.MathJax && MathJax.startup) };
@@ -180,8 +206,13 @@ def fact_problems(facts: dict) -> list[str]:
         problems.append(f"{facts['mathCount']} math elements but MathJax did not load")
     problems += [f"math not typeset: {text!r}" for text in facts["untypeset"]]
     problems += [f"MathJax error: {text!r}" for text in facts["mathErrors"]]
-    problems += [f"math wider than its column ({m['width']} px in {m['column']} px): {m['tex']!r}"
+    problems += [f"math wider than its column ({m['width']} px in {m['column']} px, {m['how']}): {m['tex']!r}"
                  for m in facts["wideMath"]]
+    problems += [f"KL written with a single bar: {tex!r}" for tex in facts["klSingleBar"]]
+    if facts["pans"]:
+        p = facts["pans"]
+        problems.append(f"page pans sideways ({p['width']} px in a {p['window']} px window), first at {p['what']!r}")
+    problems += [f"image distorted: {d['src']} shown {d['shown']}, drawn {d['natural']}" for d in facts["distorted"]]
     problems += [f"image did not load: {src}" for src in facts["badImages"]]
     problems += [f"figure without a caption: {src}" for src in facts["uncaptioned"]]
     return problems + facts["outputProblems"]

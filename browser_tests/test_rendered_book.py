@@ -2,8 +2,9 @@
 
 Two parts: a small site of hand-written pages, each broken in one known way, proves that
 the check (page_check.py) catches each defect and passes a clean page; then every page of
-the real book (``_build/html``, or ``$BOOK_HTML``) must pass, and each chapter and the
-introduction is photographed, full page, into ``_build/screenshots`` (``$BOOK_SCREENSHOTS``).
+the real book (``_build/html``, or ``$BOOK_HTML``) must pass at a desktop width (1280 px) and
+a phone's (390 px), and each chapter and the introduction is photographed, full page, at both
+widths into ``_build/screenshots/1280`` and ``/390`` (``$BOOK_SCREENSHOTS``).
 Run with ``make check-html`` after ``make book``.
 """
 
@@ -114,7 +115,24 @@ DEFECTS = {
                  + '\\]</div>'},
         "math wider than its column",
     ),
+    "18_distorted_image": (
+        {"body": '<figure><img src="../_images/dot.png" style="width: 200px; height: 20px">'
+                 "<figcaption>Squeezed.</figcaption></figure>"},
+        "image distorted: ../_images/dot.png shown 200x20",
+    ),
+    "19_pans_sideways": ({"body": '<p><span style="display: inline-block; width: 3000px">wide</span></p>'},
+                         "page pans sideways"),
+    "20_kl_single_bar": ({"body": '<p><span class="math notranslate nohighlight">\\(\\mathrm{KL}(q | p)\\)</span></p>'},
+                         "KL written with a single bar"),
+    "21_scrolled_equation": (  # allowed on a phone (test_a_phone_allows_an_equation_that_scrolls_in_its_box)
+        {"head": "<style>div.math { overflow-x: auto; }</style>",
+         "body": '<div class="math notranslate nohighlight">\\[' + " + ".join(f"x_{{{i}}}" for i in range(150))
+                 + '\\]</div>'},
+        "math wider than its column",
+    ),
 }
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
 
 
 def _write_page(site: Path, stem: str, **changes: str) -> None:
@@ -153,6 +171,18 @@ def test_each_defect_is_caught(page, fixture_site, stem):
     assert any(expected in p for p in problems), f"{stem}: expected {expected!r} among {problems}"
 
 
+def test_on_a_phone_a_clean_page_passes_and_a_cut_equation_is_caught(page, fixture_site):
+    page.set_viewport_size(PHONE)
+    assert check(page, fixture_site, "book/01_clean.html").problems == []
+    assert any("math wider than its column" in p and "cut off" in p
+               for p in check(page, fixture_site, "book/17_wide_equation.html").problems)
+
+
+def test_a_phone_allows_an_equation_that_scrolls_in_its_box(page, fixture_site):
+    page.set_viewport_size(PHONE)
+    assert check(page, fixture_site, "book/21_scrolled_equation.html").problems == []
+
+
 def test_a_redirect_must_lead_to_a_page(page, fixture_site):
     assert check(page, fixture_site, "index.html").problems == []
     assert check(page, fixture_site, "gone.html").problems == [
@@ -168,14 +198,17 @@ BOOK_PAGES = site_pages(BOOK_HTML) if (BOOK_HTML / "index.html").is_file() else 
 def book(serve) -> Site:
     if not BOOK_PAGES:
         pytest.fail(f"no built book in {BOOK_HTML}: run `make book` first (or set BOOK_HTML)", pytrace=False)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for width in (DESKTOP["width"], PHONE["width"]):
+        (SCREENSHOTS / str(width)).mkdir(parents=True, exist_ok=True)
     return Site(BOOK_HTML, serve(BOOK_HTML))
 
 
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280px", "390px"])
 @pytest.mark.parametrize("rel", BOOK_PAGES or ["(no built book)"])
-def test_book_page_reads_correctly(page, book, rel):
+def test_book_page_reads_correctly(page, book, rel, viewport):
+    page.set_viewport_size(viewport)
     result = check(page, book, rel)
-    shot = SCREENSHOTS / f"{Path(rel).stem}.png"
+    shot = SCREENSHOTS / str(viewport["width"]) / f"{Path(rel).stem}.png"
     if is_chapter(rel) or rel.endswith("/intro.html"):
         page.screenshot(path=shot, full_page=True)
     assert result.problems == [], "\n".join([rel, *result.problems])

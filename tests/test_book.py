@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from _ext.colab import SETUP_TAG, read_config, setup_cell_source, toc_docs
+from _ext.colab import GUIDE_PAGE, SETUP_TAG, base_url, read_config, setup_cell_source, toc_docs
 from tools.notebooks import chapters, pair_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,10 @@ def test_first_cell_installs_the_vaelib_commit_that_made_the_outputs(md):
     first = next(c for c in nb.cells if c.cell_type == "code")
     prov = nb.metadata["vaelib"]
     assert SETUP_TAG in first.metadata.get("tags", [])
-    assert first.source == setup_cell_source(CONFIG["repository"]["url"], prov["commit"], prov["version"])
+    assert first.source == setup_cell_source(CONFIG["repository"]["url"], prov["commit"], prov["version"],
+                                             base_url(CONFIG))
+    assert f"{base_url(CONFIG)}{GUIDE_PAGE}" in first.source, "the set-up cell links to 'Running the course'"
+    assert (ROOT / GUIDE_PAGE).with_suffix(".md").is_file()
     assert re.fullmatch(r"[0-9a-f]{40}", prov["commit"]) and not prov["dirty"] and prov["budget"] == "default"
     pinned = re.search(r'%pip install -q "vaelib @ git\+(\S+)@([0-9a-f]{40})"', first.source)
     assert pinned and pinned.groups() == (CONFIG["repository"]["url"], prov["commit"]), "not @main: a commit"
@@ -224,3 +227,17 @@ def test_stored_outputs_read_as_a_readers_own_run():
     for md in CHAPTERS:
         text = md.with_suffix(".ipynb").read_text()
         assert "(VAELIB_BUDGET)" not in text, f"{md.name}: an output names a variable the reader never set"
+
+
+def test_the_bibliography_is_labelled_as_the_text_cites():
+    """One citation style: the bibliography's labels are the text's author-year citations."""
+    from pybtex.database import parse_file
+
+    from _ext.colab import book_index
+    from _ext.stored_outputs import author_year_label
+
+    assert CONFIG["sphinx"]["config"]["bibtex_default_style"] == "author_year_plain"
+    cited = book_index(ROOT).citations
+    for key, entry in parse_file(str(ROOT / "references.bib")).entries.items():
+        names, year = cited[key]
+        assert author_year_label(entry) == f"{names.replace('*', '')}, {year}", key
