@@ -1,5 +1,11 @@
 """Bad inputs and numerical edge cases (issue 17): each gets a clear error or the exact answer, never a silent NaN."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -295,3 +301,48 @@ def test_describe_loss_is_the_same_in_every_process():
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             for _ in range(2)}
     assert len(runs) == 1 and "loss (code " in runs.pop()
+
+
+def _race_for_the_lock(path, log, barrier):
+    """One contender: wait for the others, then try to hold the lock for 20 ms, logging in and out."""
+    from vaelib.checkpoint import CheckpointInUseError, exclusive
+
+    barrier.wait()
+    try:
+        with exclusive(path):
+            with open(log, "a") as f:
+                f.write(f"in {os.getpid()}\n")
+            time.sleep(0.02)
+            with open(log, "a") as f:
+                f.write(f"out {os.getpid()}\n")
+    except CheckpointInUseError:
+        pass
+
+
+def test_many_processes_racing_for_one_stale_lock_never_both_hold_it(tmp_path):
+    """A lock left by a dead process (of another host here, as on a recycled Colab runtime, or an
+    empty file) is taken over by exactly one of the runs that find it at the same moment."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id of this host that no longer runs
+    trials, contenders, most = 200, 4, 0
+    for trial in range(trials):
+        path, log = tmp_path / f"c{trial}.pt", tmp_path / f"log{trial}"
+        stale = ["", "4242 some-other-host 2026-01-01 00:00:00", f"{gone.pid} {socket.gethostname()} 2026-01-01 00:00:00"]
+        (tmp_path / f"c{trial}.pt.lock").write_text(stale[trial % 3])
+        barrier = fork.Barrier(contenders)
+        procs = [fork.Process(target=_race_for_the_lock, args=(path, log, barrier)) for _ in range(contenders)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        inside = 0
+        for line in log.read_text().splitlines():
+            inside += 1 if line.startswith("in ") else -1
+            most = max(most, inside)
+            assert inside <= 1, f"trial {trial}: two runs held the lock at once"
+        assert log.read_text().count("in ") >= 1, f"trial {trial}: no run took the stale lock over"
+        assert not (tmp_path / f"c{trial}.pt.lock").exists(), "the last holder leaves no lock behind"
+    assert most == 1

@@ -84,18 +84,83 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _holder_text(holder: list[str]) -> str:
+    return f"process {holder[0]} on {holder[1]}, since {holder[2]}" if len(holder) == 3 else "unknown"
+
+
+def _in_use(path: Path, lock: Path, holder: list[str]) -> CheckpointInUseError:
+    return CheckpointInUseError(
+        f"{path} is being written by another run ({_holder_text(holder)}); wait for it to finish or use "
+        f"another checkpoint path. If no such run exists, delete {lock}.")
+
+
 @contextlib.contextmanager
 def exclusive(path: str | os.PathLike) -> Iterator[None]:
     """Hold ``<path>.lock`` for the block, so two runs never write one checkpoint at once.
 
-    The lock file names the holder (process id, host, start time). A lock left by a process
-    of this host that no longer exists (a killed kernel) is taken over; any other raises
-    `CheckpointInUseError` at once, naming the holder.
+    The lock file names the holder (process id, host, start time). Where the OS has `fcntl`
+    (Linux, macOS), holding it means holding an exclusive ``flock`` on it, which the kernel
+    releases when the holder dies, however it dies: so a lock left by a dead process is taken
+    over atomically (one taker, whatever the host that wrote it, an empty file included),
+    and a live holder makes any other run raise `CheckpointInUseError` at once, naming it. A
+    lock file written without ``flock`` by a live process of this host (an older vaelib) is
+    respected too. Elsewhere, a lock left by a process of this host that no longer exists is
+    taken over, and any other raises.
     """
     path = Path(path)
     lock = path.with_name(path.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
+    if lock.is_dir():
+        raise CheckpointInUseError(f"the lock path {lock} of {path} is a folder, not a lock file; delete it "
+                                   "(or use another checkpoint path)")
     me = f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    try:
+        import fcntl
+    except ImportError:  # Windows: the lock file alone
+        fcntl = None
+    if fcntl is None:
+        with _exclusive_by_file(path, lock, me):
+            yield
+        return
+    for _ in range(20):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a live run holds it
+            holder = os.pread(fd, 512, 0).decode(errors="replace").split(" ", 2)
+            os.close(fd)
+            raise _in_use(path, lock, holder) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:  # its holder finished and removed it after we opened it
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        holder = os.pread(fd, 512, 0).decode(errors="replace").split(" ", 2)
+        if len(holder) == 3 and holder[1] == socket.gethostname() and holder[0].isdigit() \
+                and int(holder[0]) != os.getpid() and _alive(int(holder[0])):  # a lock of an older vaelib
+            os.close(fd)
+            raise _in_use(path, lock, holder)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode(), 0)
+        break
+    else:
+        raise CheckpointInUseError(f"could not take the lock {lock}; delete it if no run is using {path}")
+    try:
+        yield
+    finally:
+        try:  # remove it while still holding it, and only if it is still ours
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                lock.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _exclusive_by_file(path: Path, lock: Path, me: str) -> Iterator[None]:
+    """`exclusive` without `fcntl`: create the lock file with O_EXCL; take over a dead local writer's."""
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -107,10 +172,7 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
                 continue
             if not lock.exists():
                 continue
-            who = f"process {holder[0]} on {holder[1]}, since {holder[2]}" if len(holder) == 3 else "unknown"
-            raise CheckpointInUseError(
-                f"{path} is being written by another run ({who}); wait for it to finish or use another "
-                f"checkpoint path. If no such run exists, delete {lock}.") from None
+            raise _in_use(path, lock, holder) from None
         with os.fdopen(fd, "w") as f:
             f.write(me)
         break
