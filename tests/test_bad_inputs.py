@@ -346,3 +346,24 @@ def test_many_processes_racing_for_one_stale_lock_never_both_hold_it(tmp_path):
         assert log.read_text().count("in ") >= 1, f"trial {trial}: no run took the stale lock over"
         assert not (tmp_path / f"c{trial}.pt.lock").exists(), "the last holder leaves no lock behind"
     assert most == 1
+
+
+@pytest.mark.parametrize("minutes", [0, -1, float("nan"), True, "5"])
+def test_fit_refuses_a_cap_that_is_not_a_positive_number_of_minutes(minutes):
+    """The environment variable and the CLI refuse these; fit(max_minutes=) did not (0 trained an epoch)."""
+    with pytest.raises(ValueError, match="max_minutes must be a positive number of minutes"):
+        _line_fit(epochs=2, max_minutes=minutes)
+    assert _line_fit(epochs=1, max_minutes=float("inf"))[1]["epoch"] == [1]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(k=2.5), "k must be a whole number >= 1, got 2.5"),
+    (dict(k=True), "k must be a whole number >= 1, got True"),
+    (dict(k=0), "k must be a whole number >= 1, got 0"),
+    (dict(k=4, chunk_size=-1), "chunk_size must be a whole number >= 1"),
+    (dict(k=4, chunk_size=0), "chunk_size must be a whole number >= 1"),
+])
+def test_iwae_bound_checks_its_sample_counts_as_iwae_loss_does(kwargs, message):
+    model = vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+    with pytest.raises(ValueError, match=message):
+        vaelib.iwae_bound(model, torch.rand(3, 1, 2, 2), **kwargs)

@@ -140,7 +140,7 @@ def test_a_cap_that_is_not_a_positive_number_is_refused(tiny, cap):
 
 def test_bound_arguments_are_checked(tiny):
     model, x = tiny
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="k must be a whole number >= 1"):
         vaelib.iwae_bound(model, x, k=0)
     with pytest.raises(ValueError, match="n_samples must be >= 1"):
         vaelib.elbo(model, x, n_samples=0)

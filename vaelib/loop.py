@@ -439,6 +439,9 @@ def fit(
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and config is None:
         config = {"loss_fn": describe_loss(loss_fn)}
+    if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
+                                    or not max_minutes > 0):  # 0, -1 and nan would train one epoch or none
+        raise ValueError(f"max_minutes must be a positive number of minutes (math.inf for no cap), got {max_minutes!r}")
     cap = run_budget(device).max_minutes if max_minutes is None else float(max_minutes)
     dtype = training_dtype(device, precision)
     if device.type == "cpu":

@@ -96,8 +96,10 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     batch shape ``(N,)`` and event shape ``(d,)`` (for instance the encoder's answer for another
     input); L_k stays a lower bound on log p(x) for any proposal, only its tightness changes.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a whole number >= 1 (or None for the default), got {chunk_size!r}")
     q = model.encode(x) if proposal is None else proposal
     if proposal is not None and tuple(q.batch_shape) != (len(x),):
         raise ValueError(f"proposal has batch shape {tuple(q.batch_shape)}; it needs one distribution "
