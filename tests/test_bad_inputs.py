@@ -367,3 +367,16 @@ def test_iwae_bound_checks_its_sample_counts_as_iwae_loss_does(kwargs, message):
     model = vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
     with pytest.raises(ValueError, match=message):
         vaelib.iwae_bound(model, torch.rand(3, 1, 2, 2), **kwargs)
+
+
+def test_a_negative_warm_up_is_named_as_the_warm_up():
+    with pytest.raises(ValueError, match=r"kl_warmup_steps must be a whole number of steps >= 0 .*got -5"):
+        vaelib.train_mnist_model("vae", kl_warmup_steps=-5, epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("seed", [2**70, -1, 1.5, True])
+def test_labelled_subset_says_what_a_seed_must_be(seed):
+    y = torch.arange(10).repeat(3)
+    with pytest.raises(ValueError, match=r"seed must be a whole number in \[0, 2\*\*63\)"):
+        vaelib.labelled_subset(y, 10, seed=seed)
+    assert len(vaelib.labelled_subset(y, 10, seed=2**63 - 1)) == 10

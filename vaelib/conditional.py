@@ -76,9 +76,11 @@ def labelled_subset(y: torch.Tensor, n_labels: int, seed: int = 0, n_classes: in
     check_labels(y, n_classes=n_classes)
     if isinstance(n_labels, bool) or not isinstance(n_labels, int) or n_labels < n_classes or n_labels % n_classes:
         raise ValueError(f"n_labels must be a positive multiple of the {n_classes} classes, got {n_labels!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
     per_class = n_labels // n_classes
     y = y.cpu()
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(seed)
     chosen = []
     for c in range(n_classes):
         where = (y == c).nonzero().flatten()

@@ -187,6 +187,8 @@ def train_mnist_model(
     stages = _check_schedule(lr_schedule, epochs, lr_decay)
     if not (isinstance(adam_eps, (int, float)) and math.isfinite(adam_eps) and adam_eps > 0):
         raise ValueError(f"adam_eps must be a positive number, got {adam_eps!r}")
+    if isinstance(kl_warmup_steps, bool) or not isinstance(kl_warmup_steps, int) or kl_warmup_steps < 0:
+        raise ValueError(f"kl_warmup_steps must be a whole number of steps >= 0 (0: no warm-up), got {kl_warmup_steps!r}")
     seed_everything(seed)
     model = (VAE if kind == "vae" else Autoencoder)(latent_dim=latent_dim, arch=arch, hidden=hidden,
                                                     likelihood=likelihood, activation=activation)
