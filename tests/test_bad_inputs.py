@@ -380,3 +380,22 @@ def test_labelled_subset_says_what_a_seed_must_be(seed):
     with pytest.raises(ValueError, match=r"seed must be a whole number in \[0, 2\*\*63\)"):
         vaelib.labelled_subset(y, 10, seed=seed)
     assert len(vaelib.labelled_subset(y, 10, seed=2**63 - 1)) == 10
+
+
+def test_one_hot_labels_are_told_to_use_argmax_not_long():
+    one_hot = torch.nn.functional.one_hot(torch.tensor([1, 2, 3]), 10).float()
+    with pytest.raises(ValueError, match=r"one-hot rows \(3, 10\).*y\.argmax\(1\)"):
+        vaelib.labelled_subset(one_hot, 10)
+
+
+def test_fractional_hidden_sizes_of_a_conditional_vae_are_refused_not_truncated():
+    with pytest.raises(ValueError, match="hidden must be whole numbers of units >= 1, got \\(16.7,\\)"):
+        vaelib.ConditionalVAE(latent_dim=2, hidden=(16.7,))
+    assert vaelib.ConditionalVAE(latent_dim=2, hidden=(16.0,)).hidden == (16,)
+
+
+def test_decode_checks_the_codes_dtype_as_encode_checks_the_images():
+    model = vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+    with pytest.raises(ValueError, match="codes are torch.float64 but the model's weights are torch.float32"):
+        model.decode(torch.zeros(3, 2, dtype=torch.float64))
+    assert model.decode(torch.zeros(3, 2)).shape == (3, 1, 2, 2)

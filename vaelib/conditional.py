@@ -35,6 +35,9 @@ def check_labels(y: torch.Tensor, n: int | None = None, n_classes: int = 10) -> 
     if not isinstance(y, torch.Tensor):
         raise ValueError(f"labels must be a tensor of class indices, got {type(y).__name__}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        if y.dim() == 2 and y.shape[1] == n_classes:  # one-hot (or probabilities): .long() would keep (N, C)
+            raise ValueError(f"labels must be class indices (N,), got one-hot rows {tuple(y.shape)} of {y.dtype}; "
+                             "convert with y.argmax(1)")
         raise ValueError(f"labels must be integer class indices (torch.long), got {y.dtype}; "
                          "convert with y.long()")
     if y.dim() != 1 or (n is not None and len(y) != n):
@@ -115,6 +118,8 @@ class ConditionalVAE(nn.Module):
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
             raise ValueError(f"n_classes must be a whole number >= 2, got {n_classes!r}")
         self.latent_dim, self.n_classes = int(latent_dim), n_classes
+        if any(isinstance(h, bool) or not float(h).is_integer() or int(h) < 1 for h in hidden):
+            raise ValueError(f"hidden must be whole numbers of units >= 1, got {tuple(hidden)!r}")
         self.hidden, self.image_shape = tuple(int(h) for h in hidden), tuple(int(s) for s in image_shape)
         if len(self.image_shape) != 3:
             raise ValueError(f"image_shape must be (channels, height, width), got {self.image_shape}")

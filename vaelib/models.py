@@ -205,6 +205,10 @@ class _ImageModel(nn.Module):
         (samples, batch, a grid) are kept."""
         if z.dim() < 1 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"z must be (..., {self.latent_dim}), got {tuple(z.shape)}")
+        weights = next(self.decoder.parameters()).dtype
+        if z.dtype != weights:
+            raise ValueError(f"codes are {z.dtype} but the model's weights are {weights}; convert with "
+                             f"z.to({weights}) or the model with model.to({z.dtype})")
         out = self.decoder(z.reshape(-1, self.latent_dim)).to(z.dtype)  # fp32 out of a bf16 autocast
         return out.reshape(*z.shape[:-1], *self.image_shape)
 
