@@ -45,6 +45,7 @@ NOT_FROM_OUTPUTS: dict[str, dict[str, str]] = {
         "11.97": "Kingma et al. (2014), Table 1", "1.71": "Kingma et al. (2014), Table 1",
         "25.81": "Kingma et al. (2014), Table 1 (NN baseline)", "6.81": "Pyro's SS-VAE tutorial",
         "86.76": BURDA, "85.54": BURDA, "84.78": BURDA, "1.5": "the kernel-launch floor assumed by t4_estimate.py",
+        "7.5": "the run's own log (runs/burda-vae-*.log) on 2026-12-03, with the other core idle",
     },
 }
 
