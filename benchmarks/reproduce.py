@@ -38,7 +38,6 @@ import fcntl
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ import torch
 
 import vaelib
 from benchmarks.t4_estimate import step_flops, t4_step_seconds
+from vaelib.device import cpu_name
 from vaelib.recipes import burda_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,15 +80,7 @@ PROTOCOLS = {
 def machine() -> dict:
     """Where a number was measured: device, CPU, threads, torch."""
     device = vaelib.get_device()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": device.type, "device_name": name, "threads": torch.get_num_threads(),
             "torch": torch.__version__.split("+")[0]}
 

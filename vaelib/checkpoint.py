@@ -84,6 +84,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _local_pid(holder: list[str]) -> int | None:
+    """The process id a lock file's ``holder`` fields name, if that process is of this host."""
+    if len(holder) == 3 and holder[1] == socket.gethostname() and holder[0].isdigit():
+        return int(holder[0])
+    return None
+
+
 def _holder_text(holder: list[str]) -> str:
     return f"process {holder[0]} on {holder[1]}, since {holder[2]}" if len(holder) == 3 else "unknown"
 
@@ -138,8 +145,8 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
             os.close(fd)
             continue
         holder = os.pread(fd, 512, 0).decode(errors="replace").split(" ", 2)
-        if len(holder) == 3 and holder[1] == socket.gethostname() and holder[0].isdigit() \
-                and int(holder[0]) != os.getpid() and _alive(int(holder[0])):  # a lock of an older vaelib
+        pid = _local_pid(holder)
+        if pid is not None and pid != os.getpid() and _alive(pid):  # a lock of an older vaelib
             os.close(fd)
             raise _in_use(path, lock, holder)
         os.ftruncate(fd, 0)
@@ -166,8 +173,8 @@ def _exclusive_by_file(path: Path, lock: Path, me: str) -> Iterator[None]:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = lock.read_text(errors="replace").split(" ", 2) if lock.exists() else []
-            if len(holder) == 3 and holder[1] == socket.gethostname() and holder[0].isdigit() \
-                    and not _alive(int(holder[0])):
+            pid = _local_pid(holder)
+            if pid is not None and not _alive(pid):
                 lock.unlink(missing_ok=True)  # its writer is gone: take the lock over
                 continue
             if not lock.exists():

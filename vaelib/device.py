@@ -47,6 +47,12 @@ def describe_device(device: torch.device | str) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type != "cpu":
         return device.type
+    threads = torch.get_num_threads()
+    return f"cpu ({cpu_name()}, {threads} thread{'' if threads == 1 else 's'})"
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` where there is one, else `platform`)."""
     import platform
 
     name = platform.processor() or platform.machine() or "unknown CPU"
@@ -55,8 +61,7 @@ def describe_device(device: torch.device | str) -> str:
             name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
     except OSError:
         pass
-    threads = torch.get_num_threads()
-    return f"cpu ({name}, {threads} thread{'' if threads == 1 else 's'})"
+    return name
 
 
 # glibc's mallopt parameters and the values `keep_freed_memory` sets (bytes)
