@@ -372,13 +372,16 @@ def setup_cell_source(repo_url: str, commit: str, version: str, book_url: str) -
     return (
         f"# Generated set-up. Where vaelib is missing (Colab), install the version that\n"
         f"# produced this notebook's outputs: vaelib {version}, commit {commit[:12]}.\n"
-        f"# Devices, run budgets, cached runs (Google Drive) and data: {book_url}{GUIDE_PAGE}\n"
+        f"# Devices, run budgets, cached runs (Google Drive) and data:\n"
+        f"# {book_url}{GUIDE_PAGE}\n"
         f"try:\n"
         f"    import vaelib\n"
         f"except ImportError:\n"
-        f"    %pip install -q \"vaelib @ git+{repo_url}@{commit}\"\n"
+        f"    VAELIB = (\"vaelib @ git+{repo_url}\"\n"
+        f"              \"@{commit}\")\n"
+        f"    %pip install -q \"$VAELIB\"\n"
         f"    import vaelib\n"
-        f"%config InlineBackend.figure_formats = [\"retina\"]  # sharp figures on HiDPI screens"
+        f"vaelib.use_book_style()  # the book's text sizes; sharp figures on HiDPI screens"
     )
 
 

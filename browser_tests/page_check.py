@@ -11,8 +11,12 @@ reported. A page has a problem when
   ``mjx-container``), reported a TeX error (``mjx-merror``, an undefined macro in red),
   typeset a display equation wider than its text column (cut off, or scrolled), or
   left a raw ``$$``, ``\\begin``, ``\\frac``, ``\\(`` or ``\\[`` in the visible text outside code;
-- an ``<img>`` did not load with a non-zero natural size, or a figure output of a cell
-  does not sit in a ``<figure>`` with a caption;
+- an ``<img>`` did not load with a non-zero natural size, is drawn at another aspect ratio
+  than its pixels, or a figure output of a cell does not sit in a ``<figure>`` with a caption;
+- a figure output's smallest text shows smaller than ``MIN_TEXT_PX`` (9 px in a window at
+  least 1000 px wide, 6 px on a phone): its PNG carries that size in image pixels
+  (``vaelib.plotting.TEXT_SIZE_KEY``, written by ``vaelib.use_book_style``), scaled here by the
+  width the image is shown at; a figure output without it cannot be checked and is a problem;
 - a cell output shows an error, a traceback or a Python warning;
 - a link to a page of the site leads to no file, or to no anchor: on the page itself as the
   browser sees it, on another page as its HTML has it;
@@ -32,6 +36,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CHAPTER_PAGES = r"book/\d\d_[^/]*\.html"  # numbered chapters; they must have a download button
+TEXT_SIZE_KEY = "vaelib-smallest-text-px"  # as vaelib.plotting.TEXT_SIZE_KEY (vaelib is not imported here)
+MIN_TEXT_PX = {"desktop": 9.0, "phone": 6.0}  # smallest figure text, CSS px, by window width
+DESKTOP_MIN_WIDTH = 1000
 SKIP_DIRS = ("_static", "_sources", "_images", "_downloads")
 PAGE_TIMEOUT_MS = 60_000
 REDIRECT = re.compile(r'<meta\s+http-equiv="refresh"\s+content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
@@ -139,6 +146,12 @@ async () => {
     .map(img => ({ src: img.getAttribute("src") || "(no src)", shown: `${img.clientWidth}x${img.clientHeight}`,
                    natural: `${img.naturalWidth}x${img.naturalHeight}` }));
 
+  // Each figure output as shown: its file, its pixels and the width it is drawn at.
+  const figures = [...document.querySelectorAll(".cell_output img")]
+    .filter(img => img.complete && img.naturalWidth > 0 && visible(img) && img.clientWidth > 0)
+    .map(img => ({ url: img.src, src: img.getAttribute("src") || "(no src)",
+                   natural: img.naturalWidth, shown: img.clientWidth }));
+
   const badImages = images.filter(img => !(img.complete && img.naturalWidth > 0))
     .map(img => img.getAttribute("src") || "(no src)");
   const uncaptioned = [...document.querySelectorAll(".cell_output img")]
@@ -167,6 +180,7 @@ async () => {
 
   return { title: document.title, mainText: main ? main.textContent.trim().length : 0,
            rawTex, mathCount: math.length, untypeset, mathErrors, wideMath, klSingleBar, pans, distorted,
+           figures, window: window.innerWidth,
            imageCount: images.length, badImages, uncaptioned, outputProblems,
            links, ids, downloads,
            mathjax: !!(window.MathJax && MathJax.startup) };
@@ -216,6 +230,46 @@ def fact_problems(facts: dict) -> list[str]:
     problems += [f"image did not load: {src}" for src in facts["badImages"]]
     problems += [f"figure without a caption: {src}" for src in facts["uncaptioned"]]
     return problems + facts["outputProblems"]
+
+
+def smallest_text(path: Path) -> float | None | str:
+    """The smallest text of the PNG at ``path`` in its own pixels, None for a figure without
+    text, or a string saying why it is not known."""
+    from PIL import Image  # matplotlib's dependency; only the figure check needs it
+
+    try:
+        with Image.open(path) as image:
+            value = getattr(image, "text", {}).get(TEXT_SIZE_KEY)
+    except OSError as err:
+        return f"cannot read it ({err})"
+    if value is None:
+        return "it carries no text size (draw it after vaelib.use_book_style())"
+    if value == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return f"its text size {value!r} is not a number"
+
+
+def figure_text_problems(root: Path, url: str, figures: list[dict], window: int) -> list[str]:
+    """Each figure output's smallest text, scaled to the width it is shown at, must reach
+    MIN_TEXT_PX for the window's width."""
+    least = MIN_TEXT_PX["desktop" if window >= DESKTOP_MIN_WIDTH else "phone"]
+    problems = []
+    for fig in figures:
+        if not fig["url"].startswith(url):
+            continue  # a data: URI or another host: not a file of the site
+        path = root / unquote(urlsplit(fig["url"][len(url):]).path)
+        size = smallest_text(path)
+        if isinstance(size, str):
+            problems.append(f"figure text not checked: {fig['src']}: {size}")
+        elif size is not None and size * fig["shown"] / fig["natural"] < least - 1e-9:
+            shown = size * fig["shown"] / fig["natural"]
+            problems.append(f"figure text too small: {fig['src']} shows its smallest text at "
+                            f"{shown:.1f} px in a {window} px window (at least {least:g} px): "
+                            "larger fonts, or a narrower figure")
+    return problems
 
 
 class _Ids(HTMLParser):
@@ -276,6 +330,7 @@ def check_page(page, root: Path, url: str, rel: str) -> PageCheck:
         return check
     facts = page.evaluate(INSPECT_JS)
     check.problems += fact_problems(facts)
+    check.problems += figure_text_problems(root, url, facts["figures"], facts["window"])
     check.math_nodes, check.images = facts["mathCount"], facts["imageCount"]
     links = [(link["href"][len(url):], link["raw"], link["text"]) for link in facts["links"]
              if link["href"].startswith(url)]

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from _ext.colab import toc_docs  # noqa: E402  (the repository root is on pytest's pythonpath)
-from page_check import check_page, is_chapter, site_pages  # noqa: E402
+from page_check import TEXT_SIZE_KEY, check_page, is_chapter, site_pages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +124,22 @@ DEFECTS = {
                          "page pans sideways"),
     "20_kl_single_bar": ({"body": '<p><span class="math notranslate nohighlight">\\(\\mathrm{KL}(q | p)\\)</span></p>'},
                          "KL written with a single bar"),
+    "22_small_figure_text": (
+        {"body": '<div class="cell_output"><figure><img src="../_images/small_text.png">'
+                 "<figcaption>Tiny legend.</figcaption></figure></div>"},
+        "figure text too small: ../_images/small_text.png shows its smallest text at 5.0 px",
+    ),
+    "23_figure_without_text_size": (
+        {"body": '<div class="cell_output"><figure><img src="../_images/plain.png">'
+                 "<figcaption>Drawn elsewhere.</figcaption></figure></div>"},
+        "figure text not checked: ../_images/plain.png: it carries no text size",
+    ),
+    "24_wide_figure": (  # fine at 1280 px, too small on a phone (test_on_a_phone_a_wide_figure_...)
+        {"head": "<style>img { max-width: 100%; }</style>",
+         "body": '<div class="cell_output"><figure><img src="../_images/wide.png">'
+                 "<figcaption>A wide figure.</figcaption></figure></div>"},
+        "",
+    ),
     "21_scrolled_equation": (  # allowed on a phone (test_a_phone_allows_an_equation_that_scrolls_in_its_box)
         {"head": "<style>div.math { overflow-x: auto; }</style>",
          "body": '<div class="math notranslate nohighlight">\\[' + " + ".join(f"x_{{{i}}}" for i in range(150))
@@ -149,7 +165,16 @@ def fixture_site(tmp_path_factory, serve) -> Site:
     for folder in ("book", "_static", "_images", "_sources/book"):
         (site / folder).mkdir(parents=True, exist_ok=True)
     (site / "_static" / "mathjax").symlink_to(MATHJAX, target_is_directory=True)
-    plt.imsave(site / "_images" / "dot.png", [[0.0, 1.0], [1.0, 0.0]], cmap="gray")
+    # Figure outputs carry their smallest text in image pixels, as vaelib.use_book_style writes it.
+    def png(name, width, text_px):
+        metadata = {} if text_px is None else {TEXT_SIZE_KEY: text_px}
+        plt.imsave(site / "_images" / name, [[0.0, 1.0] * (width // 2), [1.0, 0.0] * (width // 2)],
+                   cmap="gray", metadata=metadata)
+
+    png("dot.png", 2, "12")  # shown at its own size: 12 px
+    png("small_text.png", 2, "5")  # 5 px anywhere
+    png("plain.png", 2, None)  # no text size: not drawn by vaelib
+    png("wide.png", 600, "9")  # 9 px at 600 px wide: at 1280 px, 9 px; in a phone's 374-px body, 5.6 px
     (site / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/01_clean.html" />')
     (site / "gone.html").write_text('<meta http-equiv="refresh" content="0; url=book/gone.html" />')
     _write_page(site, "01_clean")
@@ -164,7 +189,7 @@ def test_clean_fixture_page_passes(page, fixture_site):
     assert result.math_nodes == 2 and result.images == 1
 
 
-@pytest.mark.parametrize("stem", sorted(DEFECTS))
+@pytest.mark.parametrize("stem", sorted(stem for stem, (_, expected) in DEFECTS.items() if expected))
 def test_each_defect_is_caught(page, fixture_site, stem):
     expected = DEFECTS[stem][1]
     problems = check(page, fixture_site, f"book/{stem}.html").problems
@@ -176,6 +201,13 @@ def test_on_a_phone_a_clean_page_passes_and_a_cut_equation_is_caught(page, fixtu
     assert check(page, fixture_site, "book/01_clean.html").problems == []
     assert any("math wider than its column" in p and "cut off" in p
                for p in check(page, fixture_site, "book/17_wide_equation.html").problems)
+
+
+def test_on_a_phone_a_wide_figure_with_desktop_sized_text_is_caught(page, fixture_site):
+    assert check(page, fixture_site, "book/24_wide_figure.html").problems == []
+    page.set_viewport_size(PHONE)
+    problems = check(page, fixture_site, "book/24_wide_figure.html").problems
+    assert any("figure text too small: ../_images/wide.png" in p and "(at least 6 px)" in p for p in problems), problems
 
 
 def test_a_phone_allows_an_equation_that_scrolls_in_its_box(page, fixture_site):

@@ -54,7 +54,8 @@ def test_first_cell_installs_the_vaelib_commit_that_made_the_outputs(md):
     assert f"{base_url(CONFIG)}{GUIDE_PAGE}" in first.source, "the set-up cell links to 'Running the course'"
     assert (ROOT / GUIDE_PAGE).with_suffix(".md").is_file()
     assert re.fullmatch(r"[0-9a-f]{40}", prov["commit"]) and not prov["dirty"] and prov["budget"] == "default"
-    pinned = re.search(r'%pip install -q "vaelib @ git\+(\S+)@([0-9a-f]{40})"', first.source)
+    pinned = re.search(r'VAELIB = \("vaelib @ git\+(\S+)"\s+"@([0-9a-f]{40})"\)\n\s+%pip install -q "\$VAELIB"',
+                       first.source)
     assert pinned and pinned.groups() == (CONFIG["repository"]["url"], prov["commit"]), "not @main: a commit"
     assert first.outputs == [], "where vaelib is installed the set-up cell must print nothing"
     if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
@@ -241,3 +242,21 @@ def test_the_bibliography_is_labelled_as_the_text_cites():
     for key, entry in parse_file(str(ROOT / "references.bib")).entries.items():
         names, year = cited[key]
         assert author_year_label(entry) == f"{names.replace('*', '')}, {year}", key
+
+
+CODE_COLUMN = 88  # characters: what a code block shows without scrolling in the book's column
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_code_lines_fit_the_books_code_column(md):
+    import jupytext
+
+    long = [(i, line) for cell in jupytext.read(md).cells if cell.cell_type == "code"
+            for i, line in enumerate(cell.source.splitlines(), 1) if len(line) > CODE_COLUMN]
+    assert long == [], f"{md.name}: code lines over {CODE_COLUMN} characters: {long[:3]}"
+
+
+def test_the_set_up_cell_fits_the_code_column_too():
+    source = setup_cell_source("https://github.com/some-organisation/some-course", "f" * 40, "10.20.30",
+                               "https://some-organisation.github.io/some-course/")
+    assert max(len(line) for line in source.splitlines()) <= CODE_COLUMN

@@ -89,3 +89,109 @@ def test_plot_codes_draws_labelled_codes():
     plt.close(fig)
     with pytest.raises(ValueError, match=r"codes must be \(N, 2\)"):
         vaelib.plot_codes(torch.randn(5, 3), torch.zeros(5), title="x")
+
+
+def _png_text(data: bytes) -> dict:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return dict(image.text), image.size
+
+
+def test_smallest_text_px_is_the_smallest_drawn_font_in_pixels():
+    fig, (left, right) = plt.subplots(1, 2, dpi=100)
+    left.plot([0, 1], [0, 1], label="a line")
+    left.set_title("title", fontsize=14)
+    left.legend(fontsize=9)
+    left.tick_params(labelsize=12)
+    right.tick_params(labelsize=12)
+    right.text(0.5, 0.5, "", fontsize=2)  # empty: not text a reader sees
+    right.text(0.5, 0.5, "hidden", fontsize=3, visible=False)
+    assert vaelib.smallest_text_px(fig) == pytest.approx(9 * 100 / 72)
+    assert vaelib.smallest_text_px(fig, dpi=200) == pytest.approx(9 * 200 / 72)
+    left.get_legend().remove()
+    right.tick_params(labelsize=6)
+    right.axis("off")  # its tick labels are no longer drawn
+    assert vaelib.smallest_text_px(fig) == pytest.approx(12 * 100 / 72)
+    plt.close(fig)
+    blank, ax = plt.subplots()
+    ax.axis("off")
+    assert vaelib.smallest_text_px(blank) is None
+    plt.close(blank)
+
+
+def test_book_png_is_a_retina_png_that_carries_its_smallest_text():
+    import base64
+
+    from vaelib.plotting import TEXT_SIZE_KEY, book_png
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("t", fontsize=15)
+    ax.tick_params(labelsize=7)
+    data, shown = book_png(fig)
+    text, (width, height) = _png_text(base64.b64decode(data))
+    assert float(text[TEXT_SIZE_KEY]) == pytest.approx(7 * 200 / 72, abs=0.01)  # in the PNG's pixels
+    assert shown == {"width": width // 2, "height": height // 2}
+    assert 300 < width <= 2 * 400 + 40  # pixel-doubled, trimmed to its content
+    plt.close(fig)
+
+
+def test_use_book_style_sets_the_sizes_and_the_png_of_every_figure_in_ipython():
+    import base64
+
+    import matplotlib
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from vaelib.plotting import BOOK_STYLE, TEXT_SIZE_KEY
+
+    shell = InteractiveShell.instance()
+    try:
+        with matplotlib.rc_context():
+            vaelib.use_book_style()
+            assert plt.rcParams["legend.fontsize"] == BOOK_STYLE["legend.fontsize"] == 10
+            fig, ax = plt.subplots()
+            ax.set_title("a figure")
+            data, metadata = shell.display_formatter.format(fig)
+            plt.close(fig)
+    finally:
+        InteractiveShell.clear_instance()
+    assert set(data) == {"text/plain", "image/png"}
+    text, _ = _png_text(base64.b64decode(data["image/png"]))
+    assert float(text[TEXT_SIZE_KEY]) == pytest.approx(10 * 2 * fig.dpi / 72, abs=0.01)
+    assert set(metadata["image/png"]) == {"width", "height"}
+
+
+def test_the_book_style_keeps_text_readable_at_the_widest_allowed_figure():
+    from vaelib.plotting import BOOK_STYLE, FIGURE_MAX_WIDTH
+
+    smallest = min(v for k, v in BOOK_STYLE.items() if k != "figure.figsize")  # points
+    for column, least in ((672, 9), (342, 6)):  # a 1280-px window's text column, a phone's
+        # a figure FIGURE_MAX_WIDTH inches wide at 100 dpi, narrowed to the column if wider
+        shown = smallest * 100 / 72 * min(1, column / (FIGURE_MAX_WIDTH * 100))
+        assert shown >= least, (column, shown)
+
+
+def test_a_notebook_after_the_set_up_shows_figures_through_book_png(tmp_path, monkeypatch):
+    """In a real kernel the inline backend installs its own formatters when matplotlib loads it,
+    at the first figure; use_book_style must still decide how figures are shown."""
+    import base64
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from vaelib.plotting import TEXT_SIZE_KEY
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import vaelib\nvaelib.use_book_style()"),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n"
+                                  "ax.legend(handles=ax.plot([0, 1], label='a'), fontsize=8)\nplt.show()"),
+    ])
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own backend, as in Jupyter
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (output,) = [o for o in nb.cells[1].outputs if "image/png" in o.get("data", {})]
+    text, (width, _) = _png_text(base64.b64decode(output["data"]["image/png"]))
+    assert float(text[TEXT_SIZE_KEY]) == pytest.approx(8 * 200 / 72, abs=0.01)  # the legend, retina
+    assert output["metadata"]["image/png"]["width"] == width // 2

@@ -38,7 +38,7 @@ from .metrics import (
 )
 from .models import VAE, Autoencoder, DiagonalNormal, load_model, save_model
 from .objectives import ELBOTerms, elbo, evaluate_bounds, importance_weights, iwae_bound, iwae_loss, vae_loss
-from .plotting import Table, image_grid, plot_codes, plot_history, show_images
+from .plotting import Table, image_grid, plot_codes, plot_history, show_images, smallest_text_px, use_book_style
 from .recipes import RUNS_ENV, runs_dir, train_mnist_classifier, train_mnist_model
 from .recipes import train_conditional_vae, train_label_classifier, train_m2
 from .tractable import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
@@ -135,4 +135,6 @@ __all__ = [
     "plot_codes",
     "plot_history",
     "Table",
+    "use_book_style",
+    "smallest_text_px",
 ]
