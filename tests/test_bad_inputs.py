@@ -399,3 +399,165 @@ def test_decode_checks_the_codes_dtype_as_encode_checks_the_images():
     with pytest.raises(ValueError, match="codes are torch.float64 but the model's weights are torch.float32"):
         model.decode(torch.zeros(3, 2, dtype=torch.float64))
     assert model.decode(torch.zeros(3, 2)).shape == (3, 1, 2, 2)
+
+
+# --- run files and model files under faults (issue 32, run files and data) ----------------
+
+def _tiny_vae(hidden=(8,)):
+    return vaelib.VAE(latent_dim=2, hidden=hidden, image_shape=(1, 2, 2))
+
+
+def _tiny_run(path, epochs=1, hidden=(8,)):
+    """A run as the recipes cache it (the model in the stored config), of a small VAE on 16 tiny images."""
+    torch.manual_seed(0)
+    model = _tiny_vae(hidden)
+    data = vaelib.InMemoryData(torch.randint(0, 256, (16, 1, 2, 2)).float() / 255, binarize="dynamic")
+    history = vaelib.fit(model, lambda m, b: vaelib.vae_loss(m, b[0]), data, epochs=epochs, batch_size=8,
+                         device="cpu", checkpoint=path, config={"model": {"kind": "vae", **model.config}},
+                         progress=False)
+    return model, history
+
+
+def _edited(path, edit):
+    """Change a saved payload and write it back through vaelib's own writer (so any checksum is fresh:
+    what is wrong is the content, not the bytes)."""
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    vaelib.checkpoint.atomic_save(payload, path)
+
+
+def _is_damaged(err, path):
+    message = str(err.value)
+    assert type(err.value).__name__ == "DamagedFileError", f"{type(err.value).__name__}: {message}"
+    assert str(path) in message and "is damaged" in message and "Delete it" in message, message
+
+
+@pytest.mark.parametrize("kind", ["model file", "cached run"])
+def test_overwritten_bytes_in_a_saved_file_are_caught_by_its_checksum(tmp_path, kind):
+    path = tmp_path / "f.pt"
+    if kind == "model file":
+        vaelib.save_model(_tiny_vae(hidden=(512, 256)), path)  # weights are most of the file
+    else:
+        _tiny_run(path, hidden=(512, 256))
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(range(1, 65))  # finite floats: no NaN check can see them
+    path.write_bytes(bytes(data))
+    state = torch.load(path, weights_only=True)["state" if kind == "model file" else "model"]
+    assert all(torch.isfinite(v).all() for v in state.values())  # it reads back as a plausible model
+    with pytest.raises(ValueError) as err:
+        vaelib.load_model(path)
+    _is_damaged(err, path)
+    assert "checksum" in str(err.value)
+    if kind == "cached run":
+        with pytest.raises(ValueError) as err:
+            _tiny_run(path, epochs=2, hidden=(512, 256))
+        _is_damaged(err, path)
+
+
+def test_files_written_before_checksums_still_load(tmp_path):
+    model = _tiny_vae()
+    path = vaelib.save_model(model, tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload.pop("checksum", None)
+    torch.save(payload, path)  # as an older vaelib wrote it
+    loaded = vaelib.load_model(path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    run = tmp_path / "run.pt"
+    _tiny_run(run)
+    _edited(run, lambda p: None)
+    payload = torch.load(run, weights_only=True)
+    payload.pop("checksum", None)
+    torch.save(payload, run)
+    assert _tiny_run(run, epochs=2)[1]["epoch"] == [1, 2]
+
+
+def _nan_weight(state):
+    next(v for v in state.values() if v.is_floating_point())[0] = float("nan")
+
+
+def _inf_weight(state):
+    next(v for v in state.values() if v.is_floating_point())[0] = float("inf")
+
+
+@pytest.mark.parametrize("name, edit, says", [
+    ("no rng", lambda p: p.pop("rng"), "'rng'"),
+    ("no history", lambda p: p.pop("history"), "'history'"),
+    ("no model", lambda p: p.pop("model"), "'model'"),
+    ("no config", lambda p: p.pop("config"), "'config'"),
+    ("no epoch", lambda p: p.pop("epoch"), "'epoch'"),
+    ("rng a string", lambda p: p.update(rng="garbage"), "random-number state"),
+    ("torch rng cut short", lambda p: p["rng"].update(torch=p["rng"]["torch"][:10]), "random-number state"),
+    ("numpy rng malformed", lambda p: p["rng"].update(numpy=("MT19937",)), "random-number state"),
+    ("NaN weight", lambda p: _nan_weight(p["model"]), "NaN or infinite"),
+    ("inf weight", lambda p: _inf_weight(p["model"]), "NaN or infinite"),
+])
+def test_a_cached_run_with_a_missing_or_malformed_part_is_damaged_not_a_traceback(tmp_path, name, edit, says):
+    path = tmp_path / "run.pt"
+    _tiny_run(path)
+    _edited(path, edit)
+    with pytest.raises(ValueError) as err:
+        _tiny_run(path, epochs=2)
+    _is_damaged(err, path)
+    assert says in str(err.value)
+    if name in ("no model", "no config", "NaN weight", "inf weight"):  # what load_model reads of a run
+        with pytest.raises(ValueError) as err:
+            vaelib.load_model(path)
+        _is_damaged(err, path)
+
+
+def test_a_malformed_random_number_state_changes_no_generator():
+    import random
+
+    state = vaelib.checkpoint.rng_state()
+    torch.manual_seed(1)
+    random.seed(1)
+    before = torch.get_rng_state(), random.getstate()
+    with pytest.raises(ValueError, match="not enough values to unpack"):
+        vaelib.checkpoint.set_rng_state({**state, "numpy": ("MT19937",)})  # torch's part is valid and differs
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda p: p.pop("state"), "'state'"),
+    (lambda p: p.pop("config"), "'config'"),
+    (lambda p: p.pop("kind"), "'kind'"),
+    (lambda p: _nan_weight(p["state"]), "NaN or infinite"),
+    (lambda p: _inf_weight(p["state"]), "NaN or infinite"),
+    (lambda p: p.update(state="garbage"), "weights"),
+])
+def test_a_model_file_with_a_missing_or_malformed_part_is_damaged_not_a_traceback(tmp_path, edit, says):
+    path = vaelib.save_model(_tiny_vae(), tmp_path / "m.pt")
+    _edited(path, edit)
+    with pytest.raises(ValueError) as err:
+        vaelib.load_model(path)
+    _is_damaged(err, path)
+    assert says in str(err.value)
+
+
+def test_an_intact_file_that_cannot_be_read_is_not_called_damaged(tmp_path, monkeypatch):
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    for load in (lambda: vaelib.checkpoint.load(folder, "vaelib-model-1", "a vaelib model"),
+                 lambda: _tiny_run(folder)):
+        with pytest.raises(IsADirectoryError) as err:
+            load()
+        message = str(err.value)
+        assert f"cannot read {folder}" in message and "a folder" in message
+        assert "damaged" not in message and "delete" not in message.lower()
+    path = vaelib.save_model(_tiny_vae(), tmp_path / "m.pt")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):  # root reads anything: fail the read as it would fail for a user
+            def refused(f, *args, **kwargs):
+                raise PermissionError(13, "Permission denied", str(f))
+            monkeypatch.setattr(torch, "load", refused)
+        with pytest.raises(PermissionError) as err:
+            vaelib.load_model(path)
+        message = str(err.value)
+        assert f"cannot read {path}" in message and "Permission denied" in message
+        assert "damaged" not in message and "delete" not in message.lower()
+    finally:
+        path.chmod(0o644)
+        monkeypatch.undo()
+    assert vaelib.load_model(path).latent_dim == 2  # it was intact all along

@@ -169,7 +169,7 @@ def test_damaged_checkpoints_and_data_are_one_line(smoke, tmp_path, capsys, monk
     for name, edit in [("extra", lambda c: c.update(extra=1)), ("missing", lambda c: c.pop("latent_dim"))]:
         edited = {**payload, "config": dict(payload["config"])}
         edit(edited["config"])
-        torch.save(edited, tmp_path / f"{name}.pt")
+        vaelib.checkpoint.atomic_save(edited, tmp_path / f"{name}.pt")  # a fresh checksum: the content is wrong
         code, stdout, stderr = run(capsys, "evaluate", str(tmp_path / f"{name}.pt"))
         assert _one_error_line(code, stdout, stderr) and "holds a model configuration with keys" in stderr
 

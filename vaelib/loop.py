@@ -208,14 +208,28 @@ def _config_difference(stored: Mapping | None, config: Mapping) -> str:
     return "; ".join(diffs)
 
 
+FIT_WHAT = "a vaelib.fit checkpoint"
+_FIT_KEYS = ("epoch", "history", "model", "optimizer", "rng", "config")
+
+
 def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tuple[int, History, int]:
-    payload = ckpt.load(path, CHECKPOINT_FORMAT, "a vaelib.fit checkpoint")
-    stored = payload.get("config")
+    payload = ckpt.load(path, CHECKPOINT_FORMAT, FIT_WHAT)
+    ckpt.require(payload, _FIT_KEYS, path, FIT_WHAT)
+    if isinstance(payload["epoch"], bool) or not isinstance(payload["epoch"], int) or payload["epoch"] < 0:
+        raise ckpt.damaged(path, FIT_WHAT, f"its epoch is {payload['epoch']!r}, not a whole number")
+    if not isinstance(payload["history"], dict) or not isinstance(payload["optimizer"], Mapping):
+        raise ckpt.damaged(path, FIT_WHAT, "its history or optimizer state is not a dict")
+    ckpt.check_weights(payload["model"], path, FIT_WHAT)
+    stored = payload["config"]
     if config is not None and stored != dict(config) and not (stored is None and set(config) == {"loss_fn"}):
         raise ValueError(f"checkpoint {path} was written by a run with another configuration "
                          f"({_config_difference(stored, config)}); delete it or pass "
                          "another checkpoint path")
     asked = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    try:
+        ckpt.set_rng_state(payload["rng"])  # first, so a malformed state is found before the weights change
+    except ValueError as err:
+        raise ckpt.damaged(path, FIT_WHAT, f"its random-number state is malformed: {err}") from None
     try:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])  # the moments; it also overwrites lr and the like
@@ -224,13 +238,12 @@ def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tu
                          "delete it or pass another checkpoint path") from None
     for group, settings in zip(optimizer.param_groups, asked):
         group.update(settings)  # run with the learning rate (and betas, ...) of the optimizer passed in
-    ckpt.set_rng_state(payload["rng"])
     threads = payload.get("threads")
     if threads is not None and threads != torch.get_num_threads():
         warnings.warn(f"resuming {path}, written with {threads} CPU threads, with {torch.get_num_threads()}: "
                       "CPU kernels split their sums by thread, so the result will not be bit-identical to an "
                       "uninterrupted run (torch.set_num_threads restores it)", stacklevel=3)
-    return int(payload["epoch"]), payload["history"], int(payload.get("steps", 0))
+    return payload["epoch"], payload["history"], int(payload.get("steps", 0))
 
 
 # --- one epoch -----------------------------------------------------------------------------
@@ -421,7 +434,9 @@ def fit(
             offending update is not applied, so ``model`` keeps the last good weights (if an
             earlier update had already made the weights non-finite, they are restored from
             ``checkpoint``'s last completed epoch, and the message says which happened).
-        ValueError: the loss has no gradient, or reaches none of the optimizer's parameters.
+        ValueError: the loss has no gradient, or reaches none of the optimizer's parameters;
+            the checkpoint belongs to another run, or is damaged
+            (`vaelib.checkpoint.DamagedFileError`, a ``ValueError``).
 
     Resuming keeps the hyperparameters (learning rate, betas, ...) of the ``optimizer`` passed
     in and takes only its state (Adam's moments) from the checkpoint. A checkpoint that holds

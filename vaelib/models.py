@@ -17,7 +17,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from .checkpoint import atomic_save, load
+from .checkpoint import atomic_save, check_weights, load, require
 from .data import check_unit_range
 from .loop import CHECKPOINT_FORMAT as FIT_FORMAT  # a training run of `fit`
 
@@ -338,15 +338,22 @@ class VAE(_ImageModel):
 
 
 def save_model(model: _ImageModel, path: str | Path) -> Path:
-    """Save weights and configuration; `load_model` rebuilds the model from the file alone."""
+    """Save weights and configuration; `load_model` rebuilds the model from the file alone.
+    The file carries a checksum of its content (`vaelib.checkpoint.atomic_save`)."""
     return atomic_save({"format": MODEL_FORMAT, "kind": model.kind, "config": model.config,
                         "state": model.state_dict()}, path)
+
+
+MODEL_WHAT = ("a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`) or a training run "
+              "of vaelib.fit")
 
 
 def _from_training_run(path: Path, payload: dict) -> dict:
     """The model part of a `fit` checkpoint written by a recipe (`vaelib.train_mnist_model`: the
     chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``), as a `save_model` payload."""
-    model = (payload.get("config") or {}).get("model")
+    require(payload, ("config", "model"), path, MODEL_WHAT)
+    stored = payload["config"]
+    model = stored.get("model") if isinstance(stored, dict) else None
     if not isinstance(model, dict) or model.get("kind") not in ("ae", "vae"):
         what = f"a {model.get('kind')}" if isinstance(model, dict) and model.get("kind") else "a model it does not describe"
         raise ValueError(f"{path} is a training checkpoint of {what}, not of one of the course's autoencoders or "
@@ -357,24 +364,28 @@ def _from_training_run(path: Path, payload: dict) -> dict:
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _ImageModel:
     """Rebuild a model saved by `save_model` (or by ``python -m vaelib train --out``), or the model of
-    a training run the recipes keep (the chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``)."""
+    a training run the recipes keep (the chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``).
+
+    The file is not trusted: it is read with the safe loader, its checksum is verified (files
+    written before checksums load without one), and a missing entry or NaN/infinite weights raise
+    `vaelib.checkpoint.DamagedFileError`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}; train one with `python -m vaelib train --out {path}`")
-    payload = load(path, (MODEL_FORMAT, FIT_FORMAT),
-                   "a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`) or a "
-                   "training run of vaelib.fit", map_location=map_location)
+    payload = load(path, (MODEL_FORMAT, FIT_FORMAT), MODEL_WHAT, map_location=map_location)
     if payload["format"] == FIT_FORMAT:
         payload = _from_training_run(path, payload)
-    cls = {"ae": Autoencoder, "vae": VAE}.get(payload.get("kind"))
+    require(payload, ("kind", "config", "state"), path, MODEL_WHAT)
+    cls = {"ae": Autoencoder, "vae": VAE}.get(payload["kind"]) if isinstance(payload["kind"], str) else None
     if cls is None:
-        raise ValueError(f"{path} holds an unknown model kind {payload.get('kind')!r}")
-    config = payload.get("config")
+        raise ValueError(f"{path} holds an unknown model kind {payload['kind']!r}")
+    config = payload["config"]
     expected = {"latent_dim", "arch", "hidden", "image_shape", "likelihood"}  # `_ImageModel.config`
     if not isinstance(config, dict) or not expected <= set(config) <= expected | {"activation"}:
         keys = sorted(config) if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{path} holds a model configuration with keys {keys}, not {sorted(expected)}: it was not "
                          "written by this version of vaelib's save_model, or was edited; train the model again")
+    check_weights(payload["state"], path, MODEL_WHAT)
     try:
         model = cls(**config)
     except (TypeError, ValueError) as err:
