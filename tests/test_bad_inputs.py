@@ -561,3 +561,31 @@ def test_an_intact_file_that_cannot_be_read_is_not_called_damaged(tmp_path, monk
         path.chmod(0o644)
         monkeypatch.undo()
     assert vaelib.load_model(path).latent_dim == 2  # it was intact all along
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda c: c.update(hidden=[2e9]), r"hidden size 2000000000\.0; .* at most 100,000"),
+    (lambda c: c.update(latent_dim=10**9), r"latent_dim 1000000000; .* at most 100,000"),
+    (lambda c: c.update(image_shape=[1, 10**6, 10**6]), r"image_shape size 1000000; .* at most 100,000"),
+    (lambda c: c.update(hidden=[100_000, 100_000]), r"20,0\d\d,\d\d\d,\d\d\d parameters, more than the 50,000,000"),
+    (lambda c: c.update(hidden=[8] * 1000), r"1000 hidden layers, more than 100"),
+])
+def test_a_model_files_configuration_cannot_make_vaelib_allocate_before_a_check(tmp_path, monkeypatch, edit, says):
+    path = vaelib.save_model(_tiny_vae(), tmp_path / "m.pt")
+    _edited(path, lambda p: edit(p["config"]))
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a network was built from the file's sizes before they were checked")
+
+    monkeypatch.setattr(vaelib.models, "make_encoder", no_build)
+    with pytest.raises(ValueError, match=says):
+        vaelib.load_model(path)
+
+
+@pytest.mark.parametrize("model", [
+    vaelib.VAE(latent_dim=3, hidden=(16, 8)), vaelib.Autoencoder(latent_dim=2, hidden=(12,)),
+    vaelib.VAE(latent_dim=4, arch="conv", hidden=(4, 8)), vaelib.Autoencoder(latent_dim=2, arch="conv", hidden=(3, 5)),
+    vaelib.VAE(latent_dim=2, hidden=(8,), likelihood="gaussian", image_shape=(3, 8, 4)),
+])
+def test_the_size_check_counts_the_parameters_the_model_has(model):
+    assert vaelib.models.parameter_count(model.kind, model.config) == sum(p.numel() for p in model.parameters())
