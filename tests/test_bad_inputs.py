@@ -589,3 +589,39 @@ def test_a_model_files_configuration_cannot_make_vaelib_allocate_before_a_check(
 ])
 def test_the_size_check_counts_the_parameters_the_model_has(model):
     assert vaelib.models.parameter_count(model.kind, model.config) == sum(p.numel() for p in model.parameters())
+
+
+def _unwritable(folder, monkeypatch, errno_=13):
+    """Make ``folder`` read-only: by its mode, or where that does not bind (root), by making the lock's
+    creation fail as it would there (EACCES: no permission; EROFS: a read-only file system)."""
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        real_open = os.open
+
+        def refused(path, flags, *args, **kwargs):
+            if str(path).endswith(".lock") and flags & os.O_CREAT:
+                raise OSError(errno_, os.strerror(errno_), str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refused)
+
+
+@pytest.mark.parametrize("errno_", [13, 30])
+def test_a_finished_run_in_a_read_only_runs_folder_is_loaded(tmp_path, monkeypatch, errno_):
+    runs = tmp_path / "runs"
+    kwargs = dict(latent_dim=2, hidden=(8,), epochs=1, limit=64, runs=runs, device="cpu", progress=False)
+    model, history = vaelib.train_mnist_model("vae", **kwargs)
+    before = sorted(p.name for p in runs.iterdir())
+    _unwritable(runs, monkeypatch, errno_)
+    try:
+        loaded, again = vaelib.train_mnist_model("vae", **kwargs)
+        assert again == history
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+        assert sorted(p.name for p in runs.iterdir()) == before  # no lock, nothing written
+        with pytest.raises(PermissionError, match=r"holds 1 of the 2 epochs asked for, but its folder cannot be "
+                                                  r"written .* copy it to a folder you can write"):
+            vaelib.train_mnist_model("vae", **{**kwargs, "epochs": 2})
+        with pytest.raises(PermissionError, match="cannot write the checkpoint .* choose a folder you can write"):
+            vaelib.train_mnist_model("vae", **{**kwargs, "seed": 1})  # a run not in the folder
+    finally:
+        runs.chmod(0o755)

@@ -198,7 +198,7 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
         try:  # remove it while still holding it, and only if it is still ours
             if os.path.samestat(os.fstat(fd), os.stat(lock)):
                 lock.unlink()
-        except FileNotFoundError:
+        except OSError:  # gone already, or a folder we may not change: an unheld lock is taken over
             pass
         os.close(fd)
 

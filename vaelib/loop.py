@@ -10,6 +10,7 @@ any other per-batch means to log (``{"loss": ..., "kl": ...}``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import math
 import os
@@ -246,6 +247,35 @@ def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tu
     return payload["epoch"], payload["history"], int(payload.get("steps", 0))
 
 
+def _warn_more_epochs(path: Path, start: int, epochs: int, stacklevel: int = 3) -> None:
+    warnings.warn(f"{path} holds {start} epochs, more than the {epochs} asked for: the model and "
+                  f"history returned are those of epoch {start}. To train only {epochs}, pass "
+                  "resume=False or another checkpoint path.", stacklevel=stacklevel)
+
+
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)  # no permission, a read-only file system
+
+
+def _finished_run(path: Path, model, optimizer, config: Mapping, epochs: int, resume: bool,
+                  err: OSError) -> History:
+    """The run in ``path`` when its folder cannot be written, so no lock can be taken (a shared or
+    read-only runs folder): a finished run is loaded without the lock, as a reader needs none
+    (`vaelib.checkpoint.atomic_save` replaces files whole); anything that would write is refused."""
+    why = err.strerror or str(err)
+    if not (resume and path.is_file()):
+        raise PermissionError(f"cannot write the checkpoint {path}: its folder cannot be written ({why}); choose a "
+                              "folder you can write (for the recipes: runs= or VAELIB_RUNS)") from None
+    start, history, _ = _load_checkpoint(path, model, optimizer, config)
+    if start < epochs:
+        raise PermissionError(f"{path} holds {start} of the {epochs} epochs asked for, but its folder cannot be "
+                              f"written ({why}), so the run cannot continue; copy it to a folder you can write and "
+                              "pass that path (for the recipes: runs= or VAELIB_RUNS), or ask for the epochs it "
+                              "holds") from None
+    if start > epochs:
+        _warn_more_epochs(path, start, epochs, stacklevel=4)
+    return history
+
+
 # --- one epoch -----------------------------------------------------------------------------
 
 def _stop(epoch: int, step: int, loss: float, norm: float, path: Path | None, history: History,
@@ -407,7 +437,9 @@ def fit(
             checkpointed run stores ``{"loss_fn": describe_loss(loss_fn)}``, so a checkpoint is
             never resumed with another loss function.
         resume: when ``checkpoint`` exists, continue from it; the result equals an
-            uninterrupted run bit for bit on the same device.
+            uninterrupted run bit for bit on the same device. In a folder that cannot be written
+            (no permission, a read-only file system), a checkpoint holding at least ``epochs``
+            is loaded without taking the lock; anything that would write raises ``PermissionError``.
         clip_grad_norm: clip the gradient's total norm to this value.
         on_step: called with the number of optimizer steps done so far, before each step
             (counted across epochs and resumes): the hook for schedules such as KL annealing.
@@ -461,15 +493,21 @@ def fit(
     dtype = training_dtype(device, precision)
     if device.type == "cpu":
         keep_freed_memory()  # reuse freed buffers: no page faults per step (glibc; see its docstring)
-    with ckpt.exclusive(path) if path is not None else contextlib.nullcontext():  # one writer per file
+    lock = contextlib.ExitStack()
+    if path is not None:
+        try:
+            lock.enter_context(ckpt.exclusive(path))  # one writer per file
+        except OSError as err:
+            if err.errno not in _READ_ONLY:
+                raise
+            return _finished_run(path, model, optimizer, config, epochs, resume, err)
+    with lock:
         history: History = {}
         start = steps = 0
         if path is not None and resume and path.exists():
             start, history, steps = _load_checkpoint(path, model, optimizer, config)
             if start > epochs:
-                warnings.warn(f"{path} holds {start} epochs, more than the {epochs} asked for: the model and "
-                              f"history returned are those of epoch {start}. To train only {epochs}, pass "
-                              "resume=False or another checkpoint path.", stacklevel=2)
+                _warn_more_epochs(path, start, epochs)
 
         def stop(epoch: int, step: int, loss: float, norm: float) -> NonFiniteLossError:
             finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
