@@ -625,3 +625,59 @@ def test_a_finished_run_in_a_read_only_runs_folder_is_loaded(tmp_path, monkeypat
             vaelib.train_mnist_model("vae", **{**kwargs, "seed": 1})  # a run not in the folder
     finally:
         runs.chmod(0o755)
+
+
+def test_a_nan_in_fit_config_is_refused_before_training(tmp_path):
+    path = tmp_path / "run.pt"
+    with pytest.raises(ValueError, match=r"config\['loss'\]\['beta'\] is NaN, .* could never be resumed"):
+        _line_fit(epochs=1, checkpoint=path, config={"loss": {"beta": float("nan")}})
+    assert not path.exists()
+
+
+def test_numpy_values_in_fit_config_are_stored_as_plain_python(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "run.pt"
+    config = {"beta": np.float32(0.5), "k": np.int64(3), "sizes": np.array([1, 2]), "deep": [{"lr": np.float64(1e-3)}]}
+    _line_fit(epochs=1, checkpoint=path, config=config)
+    _, history = _line_fit(epochs=2, checkpoint=path, config=config)
+    assert history["epoch"] == [1, 2]
+    stored = torch.load(path, weights_only=True)["config"]
+    assert stored == {"beta": 0.5, "k": 3, "sizes": [1, 2], "deep": [{"lr": 1e-3}]}
+    assert type(stored["k"]) is int and type(stored["deep"][0]["lr"]) is float
+
+
+@pytest.mark.parametrize("value, says", [
+    (torch.nn.ReLU, r"config\['act'\] is the class torch.nn.modules.activation.ReLU, .* store its name"),
+    (len, r"config\['act'\] is the function len, .* store its name"),
+    (torch.tensor([1.0]), r"config\['act'\] is a torch.Tensor, .* \.item\(\) or \.tolist\(\)"),
+])
+def test_objects_in_fit_config_are_refused_before_saving(tmp_path, value, says):
+    path = tmp_path / "run.pt"
+    with pytest.raises(ValueError, match=says):
+        _line_fit(epochs=1, checkpoint=path, config={"act": value})
+    assert not path.exists()
+
+
+def test_a_checkpoint_without_config_is_not_resumed_on_other_data_or_batch_size(tmp_path):
+    path = tmp_path / "run.pt"
+    x = torch.linspace(0, 1, 32).unsqueeze(1)
+
+    def run(data, epochs, batch_size=8):
+        model = torch.nn.Linear(1, 1)
+        return vaelib.fit(model, _squared_error, data, epochs=epochs, batch_size=batch_size, device="cpu",
+                          checkpoint=path, progress=False)
+
+    run(vaelib.InMemoryData(x), 1)
+    with pytest.raises(ValueError, match=r"another configuration \(data: '[0-9a-f]+' there, '[0-9a-f]+' here\).*"
+                                         r"fingerprint of the training data"):
+        run(vaelib.InMemoryData(x * 0.5), 2)
+    with pytest.raises(ValueError, match=r"another configuration \(batch_size: 8 there, 16 here\)"):
+        run(vaelib.InMemoryData(x), 2, batch_size=16)
+    assert run(vaelib.InMemoryData(x), 2)["epoch"] == [1, 2]
+    _edited(path, lambda p: p.update(config={"loss_fn": p["config"]["loss_fn"]}))  # as an older vaelib stored it
+    assert run(vaelib.InMemoryData(x), 3)["epoch"] == [1, 2, 3]
+
+
+def _squared_error(m, b):
+    return (m(b[0]) - 2 * b[0]).pow(2).mean()
