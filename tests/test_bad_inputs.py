@@ -681,3 +681,42 @@ def test_a_checkpoint_without_config_is_not_resumed_on_other_data_or_batch_size(
 
 def _squared_error(m, b):
     return (m(b[0]) - 2 * b[0]).pow(2).mean()
+
+
+def test_a_stale_processed_folder_never_replaces_the_raw_files(tmp_path):
+    raw = _copy_of_mnist_test(tmp_path)
+    original = vaelib.load_mnist("test")
+    processed = tmp_path / "MNIST" / "processed"  # torchvision's old cache, here holding other images
+    processed.mkdir()
+    for name in ("training.pt", "test.pt"):
+        torch.save((torch.zeros(10000, 28, 28, dtype=torch.uint8), torch.zeros(10000, dtype=torch.long)),
+                   processed / name)
+    data = vaelib.load_mnist("test", root=tmp_path, download=False)
+    assert torch.equal(data.x, original.x) and torch.equal(data.y, original.y)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # without the raw files ...
+        (raw / name).unlink()
+    vaelib.data._load_raw.cache_clear()
+    with pytest.raises(vaelib.data.DamagedDataError, match=r"processed/test.pt is damaged: it holds other images "
+                                                           r"than the original .*Delete it"):
+        vaelib.load_mnist("test", root=tmp_path, download=False)
+    images = (original.x * 255).round().to(torch.uint8).squeeze(1)
+    torch.save((images, original.y), processed / "test.pt")  # ... the originals in it are still read
+    vaelib.data._load_raw.cache_clear()
+    data = vaelib.load_mnist("test", root=tmp_path, download=False)
+    assert torch.equal(data.x, original.x) and torch.equal(data.y, original.y)
+
+
+class _NotData:
+    """An object of this module: the safe loader refuses to build it (it would have to import it)."""
+
+
+def test_a_data_cache_the_safe_loader_refuses_gets_no_weights_only_advice(tmp_path):
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir(parents=True)
+    for name in ("training.pt", "test.pt"):
+        torch.save(_NotData(), processed / name)
+    with pytest.raises(vaelib.data.DamagedDataError) as err:
+        vaelib.load_mnist("test", root=tmp_path, download=False)
+    message = str(err.value)
+    assert str(processed / "test.pt") in message and "Delete it" in message
+    assert "weights_only" not in message
