@@ -720,3 +720,18 @@ def test_a_data_cache_the_safe_loader_refuses_gets_no_weights_only_advice(tmp_pa
     message = str(err.value)
     assert str(processed / "test.pt") in message and "Delete it" in message
     assert "weights_only" not in message
+
+
+def test_dequantize_refuses_values_off_the_8_bit_grid():
+    on_grid = torch.randint(0, 256, (4, 1, 3, 3)).float() / 255
+    assert vaelib.dequantize(on_grid).shape == on_grid.shape
+    off = on_grid.clone()
+    off[1, 0, 2, 2] = 0.5  # 127.5 / 255
+    for call in (lambda: vaelib.dequantize(off), lambda: vaelib.InMemoryData(off, dequantize=True),
+                 lambda: vaelib.dequantize(vaelib.dequantize(on_grid))):  # dequantised twice
+        with pytest.raises(ValueError, match=r"images to dequantize must be 8-bit grey levels k/255 \(k = 0..255\)"
+                                             r", as vaelib.load_mnist gives; \d+ values? (is|are) not"):
+            call()
+    with pytest.raises(ValueError, match=r"3-bit grey levels k/7"):
+        vaelib.dequantize(on_grid, levels=8)
+    assert vaelib.dequantize(torch.randint(0, 8, (5,)).double() / 7, levels=8).shape == (5,)

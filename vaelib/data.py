@@ -61,14 +61,40 @@ def dequantize(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
     default); ``u ~ U[0, 1)`` per pixel, drawn from PyTorch's global generator. The result lies
     in [k / levels, (k + 1) / levels), so a density p on [0, 1]^D fitted to it gives the
     discrete probability of the 8-bit image a lower bound, log P(k) >= E_u log p - D log(levels)
-    (Theis et al., 2016); `vaelib.bits_per_dim` turns that into bits per pixel.
+    (Theis et al., 2016); `vaelib.bits_per_dim` turns that into bits per pixel. Values off the
+    grid (already dequantised, resized, normalised) are refused: their bins would be wrong.
     """
     check_unit_range(x, "images to dequantize")
+    check_grey_levels(x, levels, "images to dequantize")
     return _spread(x, levels)
 
 
 def _spread(x: torch.Tensor, levels: int = 256) -> torch.Tensor:  # `dequantize` without the check
     return torch.rand_like(x).add_(x * (levels - 1)).div_(levels)
+
+
+def check_grey_levels(x: torch.Tensor, levels: int = 256, what: str = "images") -> None:
+    """Raise ``ValueError`` unless every value of ``x`` is a grey level ``k / (levels - 1)`` for a whole
+    k, within the rounding of ``x``'s dtype (a thousandth of a level for float32 and float64).
+
+    What dequantisation needs: it spreads each value over the bin of its level, so a value between
+    two levels would be spread over the wrong bin. Reads values back, in chunks (no full copy).
+    """
+    top = levels - 1
+    tolerance = max(1e-3, top * torch.finfo(x.dtype).eps) if x.is_floating_point() else 0.0
+    flat, bad, example = x.detach().reshape(-1), 0, None
+    for chunk in flat.split(1 << 20):
+        scaled = chunk.to(torch.promote_types(chunk.dtype, torch.float32)) * top
+        off = (scaled - scaled.round()).abs() > tolerance
+        if bool(off.any()):
+            bad += int(off.sum())
+            example = chunk[off][0].item() if example is None else example
+    if bad:
+        bits = math.log2(levels)
+        depth = f"{bits:g}-bit grey levels" if bits.is_integer() else f"grey levels of {levels} steps"
+        raise ValueError(f"{what} must be {depth} k/{top} (k = 0..{top}), as vaelib.load_mnist gives; {bad} "
+                         f"value{'s are' if bad > 1 else ' is'} not (e.g. {example:.6g} = {example * top:.4g}/{top}): "
+                         "already dequantized, resized or normalised? Pass the images as loaded")
 
 
 def check_unit_range(x: torch.Tensor, what: str = "pixel values") -> None:
@@ -114,7 +140,7 @@ class InMemoryData:
         binarize: ``"dynamic"`` draws every pixel as Bernoulli(grey level) each
             time a batch is made; ``None`` returns ``x`` as stored.
         dequantize: with ``binarize=None``, `dequantize` every batch afresh (uniform noise
-            within each pixel's 8-bit bin).
+            within each pixel's 8-bit bin); ``x`` must then hold 8-bit grey levels k/255.
         classes: names of the labels, if any.
 
     Batches are ``(x, y)`` tuples (``(x,)`` without labels) on the data's device.
@@ -143,6 +169,8 @@ class InMemoryData:
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
         if binarize == "dynamic" or dequantize:  # checked once here: batches then read nothing back
             check_unit_range(x, "images to binarise" if binarize else "images to dequantize")
+        if dequantize:
+            check_grey_levels(x, 256, "images to dequantize")
         self.x, self.y = x, y
         self.binarize = binarize
         self.dequantize = bool(dequantize)
