@@ -232,3 +232,47 @@ def test_evaluate_reads_the_training_runs_vaelib_keeps(smoke, tmp_path, capsys):
     (classifier,) = (tmp_path / "runs").glob("classifier-*.pt")
     code, stdout, stderr = run(capsys, "evaluate", str(classifier))
     assert _one_error_line(code, stdout, stderr) and "is a training checkpoint of a classifier" in stderr
+
+
+# --- issue 32: the CLI under faults -------------------------------------------------------
+
+def _torch_save_failing_for(prefix):
+    """torch.save that fails as PyTorch does on a full disk (a RuntimeError, not an OSError) for files
+    whose name starts with ``prefix``."""
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if os.path.basename(str(f)).startswith(prefix):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
+                               "file data/0: file write failed: No space left on device")
+        return real(obj, f, *args, **kwargs)
+    return save
+
+
+@pytest.mark.parametrize("failing, named", [("vae-", "m.pt.runs"), ("m.pt.", "m.pt")])
+def test_a_write_that_torch_fails_with_a_runtime_error_is_one_line(smoke, tmp_path, capsys, monkeypatch,
+                                                                   failing, named):
+    """The run's checkpoint after an epoch, or the model saved at the end: PyTorch says RuntimeError."""
+    monkeypatch.setattr(torch, "save", _torch_save_failing_for(failing))
+    code, stdout, stderr = run(capsys, "train", "--latent-dim", "2", "--hidden", "8", "--limit", "64",
+                               "--out", str(tmp_path / "m.pt"))
+    assert _one_error_line(code, stdout, stderr) and "No space left on device" in stderr, stderr
+    assert f"could not write {tmp_path / named}" in stderr
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.lock"))
+
+
+def test_a_real_write_failure_is_one_line(tmp_path):
+    """A file-size limit (ulimit -f) makes PyTorch's own writer fail: "unexpected pos ...", a RuntimeError."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    result = subprocess.run([sys.executable, "-m", "vaelib", "train", "--latent-dim", "2", "--hidden", "8",
+                             "--limit", "64", "--out", str(tmp_path / "m.pt")], capture_output=True, text=True,
+                            env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
+                            preexec_fn=limit_file_size, timeout=120)
+    assert _one_error_line(result.returncode, result.stdout, result.stderr), result.stderr[-3000:]
+    assert f"could not write {tmp_path / 'm.pt.runs'}" in result.stderr

@@ -15,10 +15,10 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
-
-from .checkpoint import CheckpointInUseError
+from .checkpoint import CheckpointInUseError, atomic_save
 from .data import DatasetNotFoundError, load_mnist
 from .device import get_device, run_budget, seed_everything
 from .loop import NonFiniteLossError, evaluate
@@ -110,13 +110,26 @@ def _runs_for(out: Path) -> Path:
     return out.parent / (out.name + ".runs")
 
 
+def _failed_write(err: BaseException) -> Path | None:
+    """The file whose writing raised ``err``, if ``err`` is a RuntimeError out of `atomic_save`, else None.
+
+    vaelib writes every file (a run's checkpoint, the saved model) through `atomic_save`, and
+    PyTorch's writer reports a write that fails, on a full disk or past a file-size limit, as a
+    RuntimeError ("file write failed", "unexpected pos"), not as an OSError."""
+    if isinstance(err, RuntimeError):
+        for frame, _ in traceback.walk_tb(err.__traceback__):
+            if frame.f_code is atomic_save.__code__:
+                return Path(frame.f_locals["path"])
+    return None
+
+
 def _resume_hint(args) -> str:
     if args.command != "train":
         return "nothing was saved"
     runs = _runs_for(Path(args.out))
     saved = sorted(runs.glob("*.pt"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
     if not saved:
-        return "no epoch had finished, so nothing was saved; the same command starts afresh"
+        return "no epoch was saved; the same command starts afresh"
     return f"the same command continues from {saved[-1]} (the last finished epoch)"
 
 
@@ -177,10 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {_resume_hint(args)}", file=sys.stderr)
         return 130
     except (DatasetNotFoundError, OSError, ValueError, NonFiniteLossError, CheckpointInUseError) as err:  # OSError: a full disk
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, whatever the message
-        return 2
+        return _error(str(err))
+    except RuntimeError as err:
+        path = _failed_write(err)
+        if path is None:
+            raise
+        return _error(f"could not write {path} ({err}): is the disk full? Free some space; {_resume_hint(args)}")
     print(json.dumps(result))
     return 0
+
+
+def _error(message: str) -> int:
+    print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the message
+    return 2
 
 
 def run() -> None:
