@@ -276,3 +276,36 @@ def test_a_real_write_failure_is_one_line(tmp_path):
                             preexec_fn=limit_file_size, timeout=120)
     assert _one_error_line(result.returncode, result.stdout, result.stderr), result.stderr[-3000:]
     assert f"could not write {tmp_path / 'm.pt.runs'}" in result.stderr
+
+
+_INTERRUPT_WHILE_TORCH_LOADS = '''
+import os, signal, sys
+
+class InterruptTorch:
+    """Send this process Ctrl-C (SIGINT) as `import torch` starts: as a user who presses it at once."""
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, InterruptTorch())
+'''
+
+
+@pytest.mark.parametrize("command", ["python -m vaelib", "vaelib"])
+def test_ctrl_c_while_torch_loads_is_one_line_and_exit_130(tmp_path, command):
+    import shutil
+    from pathlib import Path
+    (tmp_path / "sitecustomize.py").write_text(_INTERRUPT_WHILE_TORCH_LOADS)
+    argv = ([sys.executable, "-m", "vaelib"] if command == "python -m vaelib"
+            else [shutil.which("vaelib", path=str(Path(sys.executable).parent))])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    start = time.monotonic()
+    result = subprocess.run(argv + ["evaluate", str(tmp_path / "m.pt")], capture_output=True, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), timeout=60)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["interrupted while starting: nothing was done"]
+    assert time.monotonic() - start < 10
+

@@ -25,6 +25,7 @@ from .loop import NonFiniteLossError, evaluate
 from .models import ARCHS, VAE, load_model, save_model
 from .objectives import evaluate_bounds
 from .recipes import train_mnist_model
+from .startup import release
 
 
 def _binarize(model) -> str | None:
@@ -183,11 +184,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = None
     try:
+        release()  # Ctrl-C is a KeyboardInterrupt from here on (vaelib.startup handled it while torch loaded)
+        args = parser().parse_args(argv)
         result = train(args) if args.command == "train" else evaluate_checkpoint(args)
     except KeyboardInterrupt:
-        print(f"interrupted: {_resume_hint(args)}", file=sys.stderr)
+        print(f"interrupted: {_resume_hint(args) if args is not None else 'nothing was done'}", file=sys.stderr)
         return 130
     except (DatasetNotFoundError, OSError, ValueError, NonFiniteLossError, CheckpointInUseError) as err:  # OSError: a full disk
         return _error(str(err))
