@@ -140,7 +140,7 @@ def _one_error_line(code, stdout, stderr):
     (["--batch-size", "0"], "--batch-size must be a whole number >= 1, got 0"),
     (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
     (["--limit", "-5"], "--limit must be a whole number >= 1, got -5"),
-    (["--lr", "0"], "--lr must be a number > 0, got 0.0"),
+    (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
 ])
 def test_impossible_settings_are_one_line_before_any_training(smoke, tmp_path, capsys, argv, says):
     code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"), *argv)
@@ -308,4 +308,30 @@ def test_ctrl_c_while_torch_loads_is_one_line_and_exit_130(tmp_path, command):
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert result.stderr.strip().splitlines() == ["interrupted while starting: nothing was done"]
     assert time.monotonic() - start < 10
+
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--latent-dim", str(10**7)], "--latent-dim must be at most 4096, got 10000000"),
+    (["--hidden", str(10**7)], "--hidden sizes must be whole numbers from 1 to 100000, got 10000000"),
+    (["--hidden", "0"], "--hidden sizes must be whole numbers from 1 to 100000, got 0"),
+    (["--hidden", "100000", "100000"], "(mlp) makes a model of 20,163,200,824 weights, 80.7 GB as float32"),
+    (["--arch", "conv", "--hidden", "5000", "5000"], "the command trains at most 200,000,000 weights"),
+    (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+])
+def test_sizes_that_cannot_fit_and_rates_that_cannot_train_are_refused_up_front(smoke, tmp_path, capsys,
+                                                                                monkeypatch, argv, says):
+    monkeypatch.setattr(vaelib.cli, "train_mnist_model", lambda *args, **kwargs: pytest.fail("it trained"))
+    code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"), *argv)
+    assert _one_error_line(code, stdout, stderr) and says in stderr, stderr
+    assert not (tmp_path / "m.pt.runs").exists()
+
+
+def test_the_size_bounds_are_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "at most 4096" in text and "at most 100000 each" in text and "200 million weights" in text
 

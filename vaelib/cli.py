@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
+import torch
+
 from .checkpoint import CheckpointInUseError, atomic_save
 from .data import DatasetNotFoundError, load_mnist
 from .device import get_device, run_budget, seed_everything
 from .loop import NonFiniteLossError, evaluate
-from .models import ARCHS, VAE, load_model, save_model
+from .models import ARCHS, VAE, Autoencoder, load_model, save_model
 from .objectives import evaluate_bounds
 from .recipes import train_mnist_model
 from .startup import release
+
+# What `train` builds at most, checked before anything is allocated: a model of 200 million weights
+# takes 0.8 GB as float32, about four times that to train (gradients and Adam's two moments).
+MAX_LATENT_DIM, MAX_HIDDEN, MAX_WEIGHTS = 4096, 100_000, 200_000_000
 
 
 def _binarize(model) -> str | None:
@@ -39,10 +46,29 @@ def _check_numbers(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value}")
-    for name in ("lr", "max_minutes"):
-        value = getattr(args, name, None)
-        if value is not None and not value > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a number > 0, got {value}")
+    lr = getattr(args, "lr", None)
+    if lr is not None and not (math.isfinite(lr) and lr > 0):  # inf would pass the first step and fail the next
+        raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+    max_minutes = getattr(args, "max_minutes", None)
+    if max_minutes is not None and not max_minutes > 0:  # inf: no cap
+        raise ValueError(f"--max-minutes must be a number > 0, got {max_minutes}")
+
+
+def _check_sizes(args) -> None:
+    """Refuse a model too large to build, before anything is allocated: it is counted on the meta device."""
+    if args.latent_dim > MAX_LATENT_DIM:
+        raise ValueError(f"--latent-dim must be at most {MAX_LATENT_DIM}, got {args.latent_dim}")
+    hidden = args.hidden or ([512, 256] if args.arch == "mlp" else [32, 64])
+    bad = [h for h in hidden if not 1 <= h <= MAX_HIDDEN]
+    if bad:
+        raise ValueError(f"--hidden sizes must be whole numbers from 1 to {MAX_HIDDEN}, got {bad[0]}")
+    with torch.device("meta"):  # shapes only, no memory
+        model = (VAE if args.model == "vae" else Autoencoder)(args.latent_dim, args.arch, hidden)
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_WEIGHTS:
+        raise ValueError(f"--latent-dim {args.latent_dim} --hidden {' '.join(map(str, hidden))} ({args.arch}) makes a "
+                         f"model of {n:,} weights, {4 * n / 1e9:.1f} GB as float32 and about four times that to "
+                         f"train; the command trains at most {MAX_WEIGHTS:,} weights: choose smaller sizes")
 
 
 def _check_out(out: str) -> None:
@@ -61,6 +87,7 @@ def _check_out(out: str) -> None:
 
 def train(args) -> dict:
     _check_numbers(args)
+    _check_sizes(args)
     _check_out(args.out)
     device = get_device()
     budget = run_budget(device)
@@ -155,9 +182,10 @@ def parser() -> argparse.ArgumentParser:
                                    "interrupted run continues when the same command runs again.")
     t.add_argument("--model", choices=["ae", "vae"], default="vae", help="a deterministic autoencoder or a VAE")
     t.add_argument("--arch", choices=ARCHS, default="mlp", help="fully connected layers or convolutions")
-    t.add_argument("--latent-dim", type=int, default=20, help="the size d of the code z")
+    t.add_argument("--latent-dim", type=int, default=20, help=f"the size d of the code z, at most {MAX_LATENT_DIM}")
     t.add_argument("--hidden", type=int, nargs="+",
-                   help="layer sizes (mlp, default 512 256) or two channel counts (conv, default 32 64)")
+                   help=f"layer sizes (mlp, default 512 256) or two channel counts (conv, default 32 64), at most "
+                        f"{MAX_HIDDEN} each and {MAX_WEIGHTS // 10**6} million weights in the whole model")
     t.add_argument("--epochs", type=int, help="default from the run budget: smoke 1, default 20, full 100")
     t.add_argument("--batch-size", type=int, default=128, help="images per training step")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
