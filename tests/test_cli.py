@@ -335,3 +335,26 @@ def test_the_size_bounds_are_in_the_help(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "at most 4096" in text and "at most 100000 each" in text and "200 million weights" in text
 
+
+
+
+def test_an_out_whose_runs_folder_is_a_file_is_refused_before_the_data_loads(smoke, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vaelib.cli, "train_mnist_model", lambda *args, **kwargs: pytest.fail("it loaded data"))
+    (tmp_path / "m.pt.runs").write_text("")
+    code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"))
+    assert _one_error_line(code, stdout, stderr), stderr
+    assert f"{tmp_path / 'm.pt.runs'}, where the run is kept between calls, is a file" in stderr
+
+
+def test_evaluate_says_what_a_path_that_is_not_a_checkpoint_file_is(smoke, tmp_path, capsys):
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.pt")
+    os.mkfifo(tmp_path / "pipe")  # opening it would wait for a writer forever
+    for path, says in [(tmp_path, "is a folder, not a model checkpoint"),
+                       (tmp_path / "loop_a", "is a symlink loop"),
+                       (tmp_path / "dangling", f"is a symlink to {tmp_path / 'gone.pt'}, which does not exist"),
+                       (tmp_path / "pipe", "is not a regular file (a named pipe)")]:
+        code, stdout, stderr = run(capsys, "evaluate", str(path))
+        assert _one_error_line(code, stdout, stderr) and f"{path} {says}" in stderr, stderr
+        assert "train one" not in stderr

@@ -11,9 +11,11 @@ Both pick the device with `get_device`, read the data folder from ``VAELIB_DATA`
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
+import stat
 import sys
 import time
 import traceback
@@ -83,6 +85,32 @@ def _check_out(out: str) -> None:
         raise ValueError(f"--out {out} cannot be written: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out} cannot be written: no permission to write in {folder}")
+    runs = _runs_for(path)
+    if runs.exists() and not runs.is_dir():
+        raise ValueError(f"--out {out} cannot be used: {runs}, where the run is kept between calls, is a file; "
+                         "move it away or choose another --out")
+    if runs.is_dir() and not os.access(runs, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} cannot be used: no permission to write in {runs}, where the run is kept "
+                         "between calls")
+
+
+def _check_checkpoint(path: str) -> None:
+    """Say what ``path`` is when it is not a file to read a model from, without opening it (a named
+    pipe would wait for a writer). A path that does not exist is `load_model`'s to report."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symlink loop, not a model checkpoint") from None
+        if os.path.islink(path):
+            raise ValueError(f"{path} is a symlink to {os.readlink(path)}, which does not exist") from None
+        return
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path} is a folder, not a model checkpoint: give a file, the model saved by "
+                         "train --out or a run such as CKPT.runs/vae-….pt")
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise ValueError(f"{path} is not a regular file ({kind}), not a model checkpoint")
 
 
 def train(args) -> dict:
@@ -114,6 +142,7 @@ def evaluate_checkpoint(args) -> dict:
     _check_numbers(args)
     device = get_device()
     budget = run_budget(device)
+    _check_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint).to(device)
     k = args.k if args.k is not None else budget.pick(smoke=10, default=1000, full=5000)
     limit = args.limit if args.limit is not None else budget.pick(smoke=500, default=None, full=None)
