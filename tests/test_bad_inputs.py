@@ -399,3 +399,32 @@ def test_decode_checks_the_codes_dtype_as_encode_checks_the_images():
     with pytest.raises(ValueError, match="codes are torch.float64 but the model's weights are torch.float32"):
         model.decode(torch.zeros(3, 2, dtype=torch.float64))
     assert model.decode(torch.zeros(3, 2)).shape == (3, 1, 2, 2)
+
+
+# --- issue 32: settings, objectives and gaps under bad inputs ------------------------------
+
+def test_a_runs_setting_that_cannot_hold_runs_is_named(tmp_path, monkeypatch):
+    """VAELIB_RUNS naming a file, a path under a file or a folder without write permission: the
+    setting is named, not a raw FileExistsError or PermissionError from a lock file."""
+    (tmp_path / "a_file").write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes anywhere: let os.access answer as for anyone else
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(str(locked))
+                            else access(p, mode, **kw))
+
+    def train():
+        vaelib.train_mnist_model("vae", 2, hidden=(8,), epochs=1, limit=64, device="cpu", progress=False)
+
+    for value, says in [(tmp_path / "a_file", f"{tmp_path / 'a_file'} is a file, not a folder"),
+                        (tmp_path / "a_file" / "runs", f"{tmp_path / 'a_file'} is a file, not a folder"),
+                        (locked, f"no permission to write in {locked}")]:
+        monkeypatch.setenv(vaelib.RUNS_ENV, str(value))
+        with pytest.raises(ValueError) as err:
+            train()
+        assert f"VAELIB_RUNS={value}" in str(err.value) and says in str(err.value), str(err.value)
+    with pytest.raises(ValueError, match=f"runs={tmp_path / 'a_file'}: .* is a file, not a folder"):
+        vaelib.runs_dir(tmp_path / "a_file")
+    monkeypatch.setenv(vaelib.RUNS_ENV, str(tmp_path / "fresh"))  # a folder yet to be made is fine
+    assert vaelib.runs_dir() == tmp_path / "fresh"
