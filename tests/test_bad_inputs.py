@@ -1,6 +1,7 @@
 """Bad inputs and numerical edge cases (issue 17): each gets a clear error or the exact answer, never a silent NaN."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -428,3 +429,63 @@ def test_a_runs_setting_that_cannot_hold_runs_is_named(tmp_path, monkeypatch):
         vaelib.runs_dir(tmp_path / "a_file")
     monkeypatch.setenv(vaelib.RUNS_ENV, str(tmp_path / "fresh"))  # a folder yet to be made is fine
     assert vaelib.runs_dir() == tmp_path / "fresh"
+
+
+def _tiny_vae():
+    torch.manual_seed(0)
+    return vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+
+
+@pytest.mark.parametrize("beta", [float("nan"), float("inf"), -1.0])
+def test_a_beta_or_free_bits_that_is_not_a_finite_number_at_least_0_is_named(beta):
+    model, x = _tiny_vae(), torch.rand(3, 1, 2, 2)
+    with pytest.raises(ValueError, match=f"beta must be >= 0 and finite .*got {beta}"):
+        vaelib.vae_loss(model, x, beta=beta)
+    with pytest.raises(ValueError, match=f"beta must be >= 0 and finite .*got {beta}"):
+        vaelib.elbo(model, x, beta=beta)
+    with pytest.raises(ValueError, match=f"free_bits must be >= 0 and finite .*got {beta}"):
+        vaelib.vae_loss(model, x, free_bits=beta)
+
+
+def test_the_recipe_names_a_nan_beta_instead_of_blaming_the_learning_rate(tmp_path):
+    with pytest.raises(ValueError, match="beta must be >= 0 and finite .*got nan"):
+        vaelib.train_mnist_model("vae", 2, hidden=(8,), beta=float("nan"), epochs=1, limit=64, runs=tmp_path,
+                                 device="cpu", progress=False)
+    assert not list(tmp_path.glob("*.pt"))
+
+
+def test_iwae_loss_with_more_samples_than_fit_in_one_chunk_points_to_iwae_bound():
+    """k * N * D decoded pixel values are held at once, with their graph: 2e6 * 16 * 784 would be 100 GB."""
+    model = vaelib.VAE(latent_dim=2, hidden=(8,))
+    x = torch.rand(16, 1, 28, 28).bernoulli()
+    for call in (vaelib.iwae_loss, vaelib.importance_weights):
+        with pytest.raises(ValueError, match=r"k = 2000000 importance samples of 16 images .* iwae_bound\(model, x, k, "
+                                             r"chunk_size=\.\.\.\)"):
+            call(model, x, 2_000_000)
+    assert torch.isfinite(vaelib.iwae_loss(model, x, 50))  # the course's sizes are far below the budget
+    with pytest.raises(ValueError, match="k must be a whole number >= 1"):
+        vaelib.iwae_loss(model, x, 2e6)
+
+
+def _empty_batch_calls():
+    model, x, empty = _tiny_vae(), torch.rand(3, 1, 2, 2), torch.rand(0, 1, 2, 2)
+    m2 = vaelib.M2(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+    y, no_labels = torch.tensor([0, 1, 2]), torch.zeros(0, dtype=torch.long)
+    return {
+        "elbo": lambda: vaelib.elbo(model, empty),
+        "vae_loss": lambda: vaelib.vae_loss(model, empty),
+        "vae_loss with free bits": lambda: vaelib.vae_loss(model, empty, free_bits=0.5),
+        "iwae_bound": lambda: vaelib.iwae_bound(model, empty, k=3),
+        "importance_weights": lambda: vaelib.importance_weights(model, empty, k=3),
+        "iwae_loss": lambda: vaelib.iwae_loss(model, empty, k=3),
+        "conditional_elbo": lambda: vaelib.conditional_elbo(m2.cvae, empty, no_labels),
+        "m2_loss, labelled": lambda: vaelib.m2_loss(m2, empty, no_labels, x, alpha=0.1),
+        "m2_loss, unlabelled": lambda: vaelib.m2_loss(m2, x, y, empty, alpha=0.1),
+    }
+
+
+@pytest.mark.parametrize("name", list(_empty_batch_calls()))
+def test_every_objective_refuses_an_empty_batch(name):
+    """One rule (vaelib/README.md): a batch of zero images is refused, per-image bounds and mean losses alike."""
+    with pytest.raises(ValueError, match="got an empty batch"):
+        _empty_batch_calls()[name]()
