@@ -471,6 +471,7 @@ def _empty_batch_calls():
     model, x, empty = _tiny_vae(), torch.rand(3, 1, 2, 2), torch.rand(0, 1, 2, 2)
     m2 = vaelib.M2(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
     y, no_labels = torch.tensor([0, 1, 2]), torch.zeros(0, dtype=torch.long)
+    q = vaelib.DiagonalNormal(torch.zeros(0, 2), torch.zeros(0, 2))
     return {
         "elbo": lambda: vaelib.elbo(model, empty),
         "vae_loss": lambda: vaelib.vae_loss(model, empty),
@@ -481,6 +482,9 @@ def _empty_batch_calls():
         "conditional_elbo": lambda: vaelib.conditional_elbo(m2.cvae, empty, no_labels),
         "m2_loss, labelled": lambda: vaelib.m2_loss(m2, empty, no_labels, x, alpha=0.1),
         "m2_loss, unlabelled": lambda: vaelib.m2_loss(m2, x, y, empty, alpha=0.1),
+        "elbo_of": lambda: vaelib.elbo_of(model, empty, q),
+        "optimise_local_posterior": lambda: vaelib.optimise_local_posterior(model, empty, steps=2),
+        "inference_gaps": lambda: vaelib.inference_gaps(model, empty, k=2, steps=2, n_elbo=2),
     }
 
 
@@ -489,3 +493,50 @@ def test_every_objective_refuses_an_empty_batch(name):
     """One rule (vaelib/README.md): a batch of zero images is refused, per-image bounds and mean losses alike."""
     with pytest.raises(ValueError, match="got an empty batch"):
         _empty_batch_calls()[name]()
+
+
+def _with_a_nan_weight(where):
+    model = _tiny_vae()
+    with torch.no_grad():
+        dict(model.named_parameters())[where][0, 0] = float("nan")
+    return model
+
+
+@pytest.mark.parametrize("where", ["encoder.1.0.weight", "decoder.0.2.weight"])
+def test_non_finite_weights_are_named_before_any_sampling(where):
+    model, x = _with_a_nan_weight(where), torch.rand(3, 1, 2, 2).bernoulli()
+    calls = [lambda: vaelib.iwae_bound(model, x, k=4), lambda: vaelib.optimise_local_posterior(model, x, steps=2),
+             lambda: vaelib.inference_gaps(model, x, k=4, steps=2, n_elbo=2)]
+    for call in calls:
+        with pytest.raises(ValueError, match=f"the model has 1 NaN or infinite weight .*first in {where}"):
+            call()
+
+
+def test_nan_pixels_are_refused_where_the_encoder_is_not_asked():
+    model, x = _tiny_vae(), torch.rand(3, 1, 2, 2)
+    x[0, 0, 0, 0] = float("nan")
+    q = vaelib.DiagonalNormal(torch.zeros(3, 2), torch.zeros(3, 2))
+    with torch.no_grad(), pytest.raises(ValueError, match="1 are NaN"):
+        vaelib.iwae_bound(model, x, k=4, proposal=q)
+    with pytest.raises(ValueError, match="1 are NaN"):
+        vaelib.optimise_local_posterior(model, x, steps=2, init=q)
+    with pytest.raises(ValueError, match="1 are NaN"):
+        vaelib.elbo_of(model, x, q, n_samples=2)
+    bad_init = vaelib.DiagonalNormal(torch.full((3, 2), float("nan")), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="init must hold finite means and log-variances"):
+        vaelib.optimise_local_posterior(model, torch.rand(3, 1, 2, 2), steps=2, init=bad_init)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(n_elbo=0), "n_elbo must be a whole number >= 1, got 0"),
+    (dict(n_elbo=2.5), "n_elbo must be a whole number >= 1, got 2.5"),
+    (dict(steps=0), "steps must be a whole number >= 1, got 0"),
+    (dict(n_samples=-1), "n_samples must be a whole number >= 1, got -1"),
+    (dict(k=0), "k must be a whole number >= 1, got 0"),
+    (dict(lr=0.0), "lr must be positive and finite, got 0.0"),
+    (dict(lr=float("nan")), "lr must be positive and finite, got nan"),
+])
+def test_inference_gaps_names_a_bad_count_before_any_work(monkeypatch, kwargs, says):
+    monkeypatch.setattr(vaelib.gaps, "optimise_local_posterior", lambda *args, **kw: pytest.fail("it optimised first"))
+    with pytest.raises(ValueError, match="^" + re.escape(says)):
+        vaelib.inference_gaps(_tiny_vae(), torch.rand(3, 1, 2, 2).bernoulli(), **kwargs)

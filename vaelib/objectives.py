@@ -44,6 +44,27 @@ def check_batch(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"{name}: got an empty batch (0 images); pass at least one image")
 
 
+def check_images(model, x: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a non-empty batch the model takes: the model's own check
+    (`VAE.check_input`: shape, dtype, values in [0, 1], NaN named) where it has one, else finite values."""
+    check_batch(x)
+    if hasattr(model, "check_input"):
+        model.check_input(x)
+    elif not bool(torch.isfinite(x).all()):
+        raise ValueError(f"the data must be finite numbers; {int((~torch.isfinite(x)).sum())} are NaN or infinite")
+
+
+def check_finite_weights(model) -> None:
+    """Raise ``ValueError`` when a parameter of ``model`` holds a NaN or infinite value (a diverged or
+    damaged model), before it makes every bound NaN or a sampler fail on a NaN standard deviation."""
+    named = list(model.named_parameters()) if hasattr(model, "named_parameters") else []
+    bad = [int((~torch.isfinite(p.detach())).sum()) for _, p in named]
+    if sum(bad):
+        first = next(name for (name, _), n in zip(named, bad) if n)
+        raise ValueError(f"the model has {sum(bad)} NaN or infinite weight{'s' if sum(bad) > 1 else ''} (first in "
+                         f"{first}): its training diverged or its file is damaged; load a good checkpoint")
+
+
 def _check_kl_weight(value, name: str) -> None:
     try:
         number = float(value)
@@ -120,12 +141,18 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     ``proposal`` replaces q(z | x) = ``model.encode(x)`` by any distribution over codes with
     batch shape ``(N,)`` and event shape ``(d,)`` (for instance the encoder's answer for another
     input); L_k stays a lower bound on log p(x) for any proposal, only its tightness changes.
+
+    The model's weights are checked first (`check_finite_weights`), and the images too when the
+    encoder, which checks them, is not asked (a ``proposal``).
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a whole number >= 1, got {k!r}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a whole number >= 1 (or None for the default), got {chunk_size!r}")
     check_batch(x)
+    check_finite_weights(model)
+    if proposal is not None:
+        check_images(model, x)
     q = model.encode(x) if proposal is None else proposal
     if proposal is not None and tuple(q.batch_shape) != (len(x),):
         raise ValueError(f"proposal has batch shape {tuple(q.batch_shape)}; it needs one distribution "
