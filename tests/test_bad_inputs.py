@@ -540,3 +540,24 @@ def test_inference_gaps_names_a_bad_count_before_any_work(monkeypatch, kwargs, s
     monkeypatch.setattr(vaelib.gaps, "optimise_local_posterior", lambda *args, **kw: pytest.fail("it optimised first"))
     with pytest.raises(ValueError, match="^" + re.escape(says)):
         vaelib.inference_gaps(_tiny_vae(), torch.rand(3, 1, 2, 2).bernoulli(), **kwargs)
+
+
+def test_make_passes_vaelib_data_on_as_written(tmp_path):
+    """make read $VAELIB_DATA as make syntax: 'my$data' became 'myata' and '$(shell ...)' ran. A rule
+    added with --eval prints what the chapters would get; nothing is built."""
+    import shutil
+    from pathlib import Path
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parent.parent
+    marker = tmp_path / "make-ran-a-command"
+    show = "show-vaelib-data: ; @printf '%s\\n' \"$$VAELIB_DATA\""
+    for value, expected in [("my$data", f"{root}/my$data"), ("/data/$HOME/x", "/data/$HOME/x"),
+                            (f"$(shell touch {marker})", f"{root}/$(shell touch {marker})"),
+                            ("with space/d", f"{root}/with space/d"), ("/abs/a b", "/abs/a b"), ("~/d", "~/d")]:
+        result = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(root), "--eval", show,
+                                 "show-vaelib-data"], env={**os.environ, "VAELIB_DATA": value},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected + "\n", (value, result.stdout)
+    assert not marker.exists(), "make ran a command written in VAELIB_DATA"
