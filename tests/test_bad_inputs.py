@@ -1,6 +1,7 @@
 """Bad inputs and numerical edge cases (issue 17): each gets a clear error or the exact answer, never a silent NaN."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -735,3 +736,162 @@ def test_dequantize_refuses_values_off_the_8_bit_grid():
     with pytest.raises(ValueError, match=r"3-bit grey levels k/7"):
         vaelib.dequantize(on_grid, levels=8)
     assert vaelib.dequantize(torch.randint(0, 8, (5,)).double() / 7, levels=8).shape == (5,)
+# --- issue 32: settings, objectives and gaps under bad inputs ------------------------------
+
+def test_a_runs_setting_that_cannot_hold_runs_is_named(tmp_path, monkeypatch):
+    """VAELIB_RUNS naming a file, a path under a file or a folder without write permission: the
+    setting is named, not a raw FileExistsError or PermissionError from a lock file."""
+    (tmp_path / "a_file").write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes anywhere: let os.access answer as for anyone else
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(str(locked))
+                            else access(p, mode, **kw))
+
+    def train():
+        vaelib.train_mnist_model("vae", 2, hidden=(8,), epochs=1, limit=64, device="cpu", progress=False)
+
+    for value, says in [(tmp_path / "a_file", f"{tmp_path / 'a_file'} is a file, not a folder"),
+                        (tmp_path / "a_file" / "runs", f"{tmp_path / 'a_file'} is a file, not a folder"),
+                        (locked, f"no permission to write in {locked}")]:
+        monkeypatch.setenv(vaelib.RUNS_ENV, str(value))
+        with pytest.raises(ValueError) as err:
+            train()
+        assert f"VAELIB_RUNS={value}" in str(err.value) and says in str(err.value), str(err.value)
+    with pytest.raises(ValueError, match=f"runs={tmp_path / 'a_file'}: .* is a file, not a folder"):
+        vaelib.runs_dir(tmp_path / "a_file")
+    monkeypatch.setenv(vaelib.RUNS_ENV, str(tmp_path / "fresh"))  # a folder yet to be made is fine
+    assert vaelib.runs_dir() == tmp_path / "fresh"
+
+
+def _seeded_tiny_vae():
+    torch.manual_seed(0)
+    return vaelib.VAE(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+
+
+@pytest.mark.parametrize("beta", [float("nan"), float("inf"), -1.0])
+def test_a_beta_or_free_bits_that_is_not_a_finite_number_at_least_0_is_named(beta):
+    model, x = _seeded_tiny_vae(), torch.rand(3, 1, 2, 2)
+    with pytest.raises(ValueError, match=f"beta must be >= 0 and finite .*got {beta}"):
+        vaelib.vae_loss(model, x, beta=beta)
+    with pytest.raises(ValueError, match=f"beta must be >= 0 and finite .*got {beta}"):
+        vaelib.elbo(model, x, beta=beta)
+    with pytest.raises(ValueError, match=f"free_bits must be >= 0 and finite .*got {beta}"):
+        vaelib.vae_loss(model, x, free_bits=beta)
+
+
+def test_the_recipe_names_a_nan_beta_instead_of_blaming_the_learning_rate(tmp_path):
+    with pytest.raises(ValueError, match="beta must be >= 0 and finite .*got nan"):
+        vaelib.train_mnist_model("vae", 2, hidden=(8,), beta=float("nan"), epochs=1, limit=64, runs=tmp_path,
+                                 device="cpu", progress=False)
+    assert not list(tmp_path.glob("*.pt"))
+
+
+def test_iwae_loss_with_more_samples_than_fit_in_one_chunk_points_to_iwae_bound():
+    """k * N * D decoded pixel values are held at once, with their graph: 2e6 * 16 * 784 would be 100 GB."""
+    model = vaelib.VAE(latent_dim=2, hidden=(8,))
+    x = torch.rand(16, 1, 28, 28).bernoulli()
+    for call in (vaelib.iwae_loss, vaelib.importance_weights):
+        with pytest.raises(ValueError, match=r"k = 2000000 importance samples of 16 images .* iwae_bound\(model, x, k, "
+                                             r"chunk_size=\.\.\.\)"):
+            call(model, x, 2_000_000)
+    assert torch.isfinite(vaelib.iwae_loss(model, x, 50))  # the course's sizes are far below the budget
+    with pytest.raises(ValueError, match="k must be a whole number >= 1"):
+        vaelib.iwae_loss(model, x, 2e6)
+
+
+def _empty_batch_calls():
+    model, x, empty = _seeded_tiny_vae(), torch.rand(3, 1, 2, 2), torch.rand(0, 1, 2, 2)
+    m2 = vaelib.M2(latent_dim=2, hidden=(8,), image_shape=(1, 2, 2))
+    y, no_labels = torch.tensor([0, 1, 2]), torch.zeros(0, dtype=torch.long)
+    q = vaelib.DiagonalNormal(torch.zeros(0, 2), torch.zeros(0, 2))
+    return {
+        "elbo": lambda: vaelib.elbo(model, empty),
+        "vae_loss": lambda: vaelib.vae_loss(model, empty),
+        "vae_loss with free bits": lambda: vaelib.vae_loss(model, empty, free_bits=0.5),
+        "iwae_bound": lambda: vaelib.iwae_bound(model, empty, k=3),
+        "importance_weights": lambda: vaelib.importance_weights(model, empty, k=3),
+        "iwae_loss": lambda: vaelib.iwae_loss(model, empty, k=3),
+        "conditional_elbo": lambda: vaelib.conditional_elbo(m2.cvae, empty, no_labels),
+        "m2_loss, labelled": lambda: vaelib.m2_loss(m2, empty, no_labels, x, alpha=0.1),
+        "m2_loss, unlabelled": lambda: vaelib.m2_loss(m2, x, y, empty, alpha=0.1),
+        "elbo_of": lambda: vaelib.elbo_of(model, empty, q),
+        "optimise_local_posterior": lambda: vaelib.optimise_local_posterior(model, empty, steps=2),
+        "inference_gaps": lambda: vaelib.inference_gaps(model, empty, k=2, steps=2, n_elbo=2),
+    }
+
+
+@pytest.mark.parametrize("name", list(_empty_batch_calls()))
+def test_every_objective_refuses_an_empty_batch(name):
+    """One rule (vaelib/README.md): a batch of zero images is refused, per-image bounds and mean losses alike."""
+    with pytest.raises(ValueError, match="got an empty batch"):
+        _empty_batch_calls()[name]()
+
+
+def _with_a_nan_weight(where):
+    model = _seeded_tiny_vae()
+    with torch.no_grad():
+        dict(model.named_parameters())[where][0, 0] = float("nan")
+    return model
+
+
+@pytest.mark.parametrize("where", ["encoder.1.0.weight", "decoder.0.2.weight"])
+def test_non_finite_weights_are_named_before_any_sampling(where):
+    model, x = _with_a_nan_weight(where), torch.rand(3, 1, 2, 2).bernoulli()
+    calls = [lambda: vaelib.iwae_bound(model, x, k=4), lambda: vaelib.optimise_local_posterior(model, x, steps=2),
+             lambda: vaelib.inference_gaps(model, x, k=4, steps=2, n_elbo=2)]
+    for call in calls:
+        with pytest.raises(ValueError, match=f"the model has 1 NaN or infinite weight .*first in {where}"):
+            call()
+
+
+def test_nan_pixels_are_refused_where_the_encoder_is_not_asked():
+    model, x = _seeded_tiny_vae(), torch.rand(3, 1, 2, 2)
+    x[0, 0, 0, 0] = float("nan")
+    q = vaelib.DiagonalNormal(torch.zeros(3, 2), torch.zeros(3, 2))
+    with torch.no_grad(), pytest.raises(ValueError, match="1 are NaN"):
+        vaelib.iwae_bound(model, x, k=4, proposal=q)
+    with pytest.raises(ValueError, match="1 are NaN"):
+        vaelib.optimise_local_posterior(model, x, steps=2, init=q)
+    with pytest.raises(ValueError, match="1 are NaN"):
+        vaelib.elbo_of(model, x, q, n_samples=2)
+    bad_init = vaelib.DiagonalNormal(torch.full((3, 2), float("nan")), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="init must hold finite means and log-variances"):
+        vaelib.optimise_local_posterior(model, torch.rand(3, 1, 2, 2), steps=2, init=bad_init)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(n_elbo=0), "n_elbo must be a whole number >= 1, got 0"),
+    (dict(n_elbo=2.5), "n_elbo must be a whole number >= 1, got 2.5"),
+    (dict(steps=0), "steps must be a whole number >= 1, got 0"),
+    (dict(n_samples=-1), "n_samples must be a whole number >= 1, got -1"),
+    (dict(k=0), "k must be a whole number >= 1, got 0"),
+    (dict(lr=0.0), "lr must be positive and finite, got 0.0"),
+    (dict(lr=float("nan")), "lr must be positive and finite, got nan"),
+])
+def test_inference_gaps_names_a_bad_count_before_any_work(monkeypatch, kwargs, says):
+    monkeypatch.setattr(vaelib.gaps, "optimise_local_posterior", lambda *args, **kw: pytest.fail("it optimised first"))
+    with pytest.raises(ValueError, match="^" + re.escape(says)):
+        vaelib.inference_gaps(_seeded_tiny_vae(), torch.rand(3, 1, 2, 2).bernoulli(), **kwargs)
+
+
+def test_make_passes_vaelib_data_on_as_written(tmp_path):
+    """make read $VAELIB_DATA as make syntax: 'my$data' became 'myata' and '$(shell ...)' ran. A rule
+    added with --eval prints what the chapters would get; nothing is built."""
+    import shutil
+    from pathlib import Path
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parent.parent
+    marker = tmp_path / "make-ran-a-command"
+    show = "show-vaelib-data: ; @printf '%s\\n' \"$$VAELIB_DATA\""
+    for value, expected in [("my$data", f"{root}/my$data"), ("/data/$HOME/x", "/data/$HOME/x"),
+                            (f"$(shell touch {marker})", f"{root}/$(shell touch {marker})"),
+                            ("with space/d", f"{root}/with space/d"), ("/abs/a b", "/abs/a b"), ("~/d", "~/d")]:
+        result = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(root), "--eval", show,
+                                 "show-vaelib-data"], env={**os.environ, "VAELIB_DATA": value},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected + "\n", (value, result.stdout)
+    assert not marker.exists(), "make ran a command written in VAELIB_DATA"

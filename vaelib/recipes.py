@@ -39,14 +39,42 @@ DATASETS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
 
 
 def runs_dir(runs: str | os.PathLike | None = None) -> Path:
-    """The folder for cached runs: ``runs``, else ``$VAELIB_RUNS``, else ``runs`` in the working folder."""
-    return Path(runs if runs is not None else (os.environ.get(RUNS_ENV) or "runs")).expanduser()
+    """The folder for cached runs: ``runs``, else ``$VAELIB_RUNS``, else ``runs`` in the working folder.
+
+    Raises ``ValueError`` naming the setting when it is, or lies under, a file."""
+    folder = Path(runs if runs is not None else (os.environ.get(RUNS_ENV) or "runs")).expanduser()
+    if not _nearest_existing(folder).is_dir():
+        raise ValueError(f"{_runs_setting(runs)}: {_nearest_existing(folder)} is a file, not a folder; "
+                         f"point {RUNS_ENV} (or runs=) at a folder for the cached runs")
+    return folder
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _runs_setting(runs) -> str:
+    if runs is not None:
+        return f"runs={runs}"
+    if os.environ.get(RUNS_ENV):
+        return f"{RUNS_ENV}={os.environ[RUNS_ENV]}"
+    return f"the runs folder runs/ ({RUNS_ENV} is not set)"
 
 
 def run_path(config: dict, runs: str | os.PathLike | None = None) -> Path:
-    """Where the run with this configuration lives: ``<runs>/<config["model"]["kind"]>-<hash>.pt``."""
+    """Where the run with this configuration lives: ``<runs>/<config["model"]["kind"]>-<hash>.pt``.
+
+    A run that is not there yet will be written there: a folder without write permission is
+    refused, naming the setting (a run already there can still be read)."""
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    return runs_dir(runs) / f"{config['model']['kind']}-{key}.pt"
+    path = runs_dir(runs) / f"{config['model']['kind']}-{key}.pt"
+    folder = _nearest_existing(path.parent)
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{_runs_setting(runs)}: no permission to write in {folder}, where the run would be "
+                         f"kept; point {RUNS_ENV} (or runs=) at a folder you can write")
+    return path
 
 
 def burda_schedule(stages: int = 8) -> list[tuple[int, float]]:
