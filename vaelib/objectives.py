@@ -65,7 +65,8 @@ def check_finite_weights(model) -> None:
                          f"{first}): its training diverged or its file is damaged; load a good checkpoint")
 
 
-def _check_kl_weight(value, name: str) -> None:
+def check_kl_weight(value, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` (``beta`` or ``free_bits``) is a finite number >= 0."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -95,7 +96,7 @@ def elbo(model, x: torch.Tensor, n_samples: int = 1, beta: float = 1.0, analytic
     check_batch(x)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    _check_kl_weight(beta, "beta")
+    check_kl_weight(beta, "beta")
     q = model.encode(x)
     z = q.rsample((n_samples,))  # (S, N, d)
     recon = model.log_likelihood(x, model.decode(z)).mean(0)
@@ -117,8 +118,8 @@ def vae_loss(model, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
     a dimension's KL below delta (Kingma et al., 2016); it needs the closed-form KL.
     """
     check_batch(x)
-    _check_kl_weight(beta, "beta")
-    _check_kl_weight(free_bits, "free_bits")
+    check_kl_weight(beta, "beta")
+    check_kl_weight(free_bits, "free_bits")
     if free_bits == 0:
         return -elbo(model, x, beta=beta, analytic_kl=analytic_kl).elbo.mean()
     if not analytic_kl:

@@ -31,7 +31,7 @@ from .data import InMemoryData, load_fashion_mnist, load_mnist
 from .device import get_device, seed_everything
 from .loop import History, LinearAnnealing, adam, fit
 from .models import VAE, Autoencoder, make_encoder
-from .objectives import iwae_loss, vae_loss
+from .objectives import check_kl_weight, iwae_loss, vae_loss
 from .version import __version__
 
 RUNS_ENV = "VAELIB_RUNS"
@@ -203,6 +203,8 @@ def train_mnist_model(
     """
     if kind not in ("ae", "vae"):
         raise ValueError(f"kind must be 'ae' or 'vae', got {kind!r}")
+    check_kl_weight(beta, "beta")  # before the config: a NaN there would be blamed on resuming
+    check_kl_weight(free_bits, "free_bits")
     if kind == "ae" and (beta != 1.0 or free_bits or kl_warmup_steps or not analytic_kl):
         raise ValueError("beta, free_bits and kl_warmup_steps shape a VAE's loss; the autoencoder has no KL term")
     if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k < 1:
