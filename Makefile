@@ -17,8 +17,12 @@ CONSTRAINTS ?=
 
 # Chapters run from book/, so a relative data folder would point elsewhere: make it absolute.
 # (override: also when it is given on the command line, make book VAELIB_DATA=../shared/data)
+# The value is taken as written, never as make syntax: $(value ...) does not expand it, so a
+# '$' stays a '$' and a '$(shell ...)' in it is text, not a command; no make function splits
+# it at spaces. Paths starting with / or ~ are kept as they are.
 ifdef VAELIB_DATA
-override VAELIB_DATA := $(abspath $(VAELIB_DATA))
+override VAELIB_DATA := $(value VAELIB_DATA)
+override VAELIB_DATA := $(if $(filter /% ~%,$(firstword $(VAELIB_DATA))),$(VAELIB_DATA),$(CURDIR)/$(VAELIB_DATA))
 export VAELIB_DATA
 endif
 

@@ -140,7 +140,7 @@ def _one_error_line(code, stdout, stderr):
     (["--batch-size", "0"], "--batch-size must be a whole number >= 1, got 0"),
     (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
     (["--limit", "-5"], "--limit must be a whole number >= 1, got -5"),
-    (["--lr", "0"], "--lr must be a number > 0, got 0.0"),
+    (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
 ])
 def test_impossible_settings_are_one_line_before_any_training(smoke, tmp_path, capsys, argv, says):
     code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"), *argv)
@@ -169,7 +169,7 @@ def test_damaged_checkpoints_and_data_are_one_line(smoke, tmp_path, capsys, monk
     for name, edit in [("extra", lambda c: c.update(extra=1)), ("missing", lambda c: c.pop("latent_dim"))]:
         edited = {**payload, "config": dict(payload["config"])}
         edit(edited["config"])
-        torch.save(edited, tmp_path / f"{name}.pt")
+        vaelib.checkpoint.atomic_save(edited, tmp_path / f"{name}.pt")  # a fresh checksum: the content is wrong
         code, stdout, stderr = run(capsys, "evaluate", str(tmp_path / f"{name}.pt"))
         assert _one_error_line(code, stdout, stderr) and "holds a model configuration with keys" in stderr
 
@@ -232,3 +232,129 @@ def test_evaluate_reads_the_training_runs_vaelib_keeps(smoke, tmp_path, capsys):
     (classifier,) = (tmp_path / "runs").glob("classifier-*.pt")
     code, stdout, stderr = run(capsys, "evaluate", str(classifier))
     assert _one_error_line(code, stdout, stderr) and "is a training checkpoint of a classifier" in stderr
+
+
+# --- issue 32: the CLI under faults -------------------------------------------------------
+
+def _torch_save_failing_for(prefix):
+    """torch.save that fails as PyTorch does on a full disk (a RuntimeError, not an OSError) for files
+    whose name starts with ``prefix``."""
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if os.path.basename(str(f)).startswith(prefix):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
+                               "file data/0: file write failed: No space left on device")
+        return real(obj, f, *args, **kwargs)
+    return save
+
+
+@pytest.mark.parametrize("failing, named", [("vae-", "m.pt.runs"), ("m.pt.", "m.pt")])
+def test_a_write_that_torch_fails_with_a_runtime_error_is_one_line(smoke, tmp_path, capsys, monkeypatch,
+                                                                   failing, named):
+    """The run's checkpoint after an epoch, or the model saved at the end: PyTorch says RuntimeError."""
+    monkeypatch.setattr(torch, "save", _torch_save_failing_for(failing))
+    code, stdout, stderr = run(capsys, "train", "--latent-dim", "2", "--hidden", "8", "--limit", "64",
+                               "--out", str(tmp_path / "m.pt"))
+    assert _one_error_line(code, stdout, stderr) and "No space left on device" in stderr, stderr
+    assert f"could not write {tmp_path / named}" in stderr
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.lock"))
+
+
+def test_a_real_write_failure_is_one_line(tmp_path):
+    """A file-size limit (ulimit -f) makes PyTorch's own writer fail: "unexpected pos ...", a RuntimeError."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    result = subprocess.run([sys.executable, "-m", "vaelib", "train", "--latent-dim", "2", "--hidden", "8",
+                             "--limit", "64", "--out", str(tmp_path / "m.pt")], capture_output=True, text=True,
+                            env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
+                            preexec_fn=limit_file_size, timeout=120)
+    assert _one_error_line(result.returncode, result.stdout, result.stderr), result.stderr[-3000:]
+    assert f"could not write {tmp_path / 'm.pt.runs'}" in result.stderr
+
+
+_INTERRUPT_WHILE_TORCH_LOADS = '''
+import os, signal, sys
+
+class InterruptTorch:
+    """Send this process Ctrl-C (SIGINT) as `import torch` starts: as a user who presses it at once."""
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, InterruptTorch())
+'''
+
+
+@pytest.mark.parametrize("command", ["python -m vaelib", "vaelib"])
+def test_ctrl_c_while_torch_loads_is_one_line_and_exit_130(tmp_path, command):
+    import shutil
+    from pathlib import Path
+    (tmp_path / "sitecustomize.py").write_text(_INTERRUPT_WHILE_TORCH_LOADS)
+    argv = ([sys.executable, "-m", "vaelib"] if command == "python -m vaelib"
+            else [shutil.which("vaelib", path=str(Path(sys.executable).parent))])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    start = time.monotonic()
+    result = subprocess.run(argv + ["evaluate", str(tmp_path / "m.pt")], capture_output=True, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), timeout=60)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["interrupted while starting: nothing was done"]
+    assert time.monotonic() - start < 10
+
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--latent-dim", str(10**7)], "--latent-dim must be at most 4096, got 10000000"),
+    (["--hidden", str(10**7)], "--hidden sizes must be whole numbers from 1 to 100000, got 10000000"),
+    (["--hidden", "0"], "--hidden sizes must be whole numbers from 1 to 100000, got 0"),
+    (["--hidden", "100000", "100000"], "(mlp) makes a model of 20,163,200,824 weights, 80.7 GB as float32"),
+    (["--arch", "conv", "--hidden", "5000", "5000"], "the command trains at most 200,000,000 weights"),
+    (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+])
+def test_sizes_that_cannot_fit_and_rates_that_cannot_train_are_refused_up_front(smoke, tmp_path, capsys,
+                                                                                monkeypatch, argv, says):
+    monkeypatch.setattr(vaelib.cli, "train_mnist_model", lambda *args, **kwargs: pytest.fail("it trained"))
+    code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"), *argv)
+    assert _one_error_line(code, stdout, stderr) and says in stderr, stderr
+    assert not (tmp_path / "m.pt.runs").exists()
+
+
+def test_the_size_bounds_are_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "at most 4096" in text and "at most 100000 each" in text and "200 million weights" in text
+
+
+
+
+def test_an_out_whose_runs_folder_is_a_file_is_refused_before_the_data_loads(smoke, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vaelib.cli, "train_mnist_model", lambda *args, **kwargs: pytest.fail("it loaded data"))
+    (tmp_path / "m.pt.runs").write_text("")
+    code, stdout, stderr = run(capsys, "train", "--out", str(tmp_path / "m.pt"))
+    assert _one_error_line(code, stdout, stderr), stderr
+    assert f"{tmp_path / 'm.pt.runs'}, where the run is kept between calls, is a file" in stderr
+
+
+def test_evaluate_says_what_a_path_that_is_not_a_checkpoint_file_is(smoke, tmp_path, capsys):
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.pt")
+    os.mkfifo(tmp_path / "pipe")  # opening it would wait for a writer forever
+    for path, says in [(tmp_path, "is a folder, not a model checkpoint"),
+                       (tmp_path / "loop_a", "is a symlink loop"),
+                       (tmp_path / "dangling", f"is a symlink to {tmp_path / 'gone.pt'}, which does not exist"),
+                       (tmp_path / "pipe", "is not a regular file (a named pipe)")]:
+        code, stdout, stderr = run(capsys, "evaluate", str(path))
+        assert _one_error_line(code, stdout, stderr) and f"{path} {says}" in stderr, stderr
+        assert "train one" not in stderr

@@ -254,7 +254,10 @@ def test_load_model_explains_what_is_wrong(tmp_path):
     path = vaelib.save_model(vaelib.VAE(latent_dim=2), tmp_path / "v.pt")
     payload = torch.load(path, weights_only=True)
     payload["config"]["latent_dim"] = 3
-    torch.save(payload, path)
+    torch.save(payload, path)  # edited by hand: its checksum no longer matches
+    with pytest.raises(ValueError, match="damaged .*does not match the checksum written with it"):
+        vaelib.load_model(path)
+    vaelib.checkpoint.atomic_save(payload, path)  # written with a fresh checksum: the content is what is wrong
     with pytest.raises(ValueError, match="do not fit its configuration"):
         vaelib.load_model(path)
 

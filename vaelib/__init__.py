@@ -4,6 +4,10 @@ Every public name is listed in ``__all__`` below (and in vaelib/README.md); chap
 import nothing else.
 """
 
+from . import startup
+
+startup.guard()  # first, before torch loads: in the vaelib command, Ctrl-C now is one line and exit code 130
+
 from .conditional import M2, ConditionalVAE, conditional_elbo, labelled_subset, m2_loss
 from .data import (
     DATA_ENV,

@@ -11,20 +11,30 @@ Both pick the device with `get_device`, read the data folder from ``VAELIB_DATA`
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import os
+import stat
 import sys
 import time
+import traceback
 from pathlib import Path
 
+import torch
 
-from .checkpoint import CheckpointInUseError
+from .checkpoint import CheckpointInUseError, atomic_save
 from .data import DatasetNotFoundError, load_mnist
 from .device import get_device, run_budget, seed_everything
 from .loop import NonFiniteLossError, evaluate
-from .models import ARCHS, VAE, load_model, save_model
+from .models import ARCHS, VAE, Autoencoder, load_model, save_model
 from .objectives import evaluate_bounds
 from .recipes import train_mnist_model
+from .startup import release
+
+# What `train` builds at most, checked before anything is allocated: a model of 200 million weights
+# takes 0.8 GB as float32, about four times that to train (gradients and Adam's two moments).
+MAX_LATENT_DIM, MAX_HIDDEN, MAX_WEIGHTS = 4096, 100_000, 200_000_000
 
 
 def _binarize(model) -> str | None:
@@ -38,10 +48,29 @@ def _check_numbers(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value}")
-    for name in ("lr", "max_minutes"):
-        value = getattr(args, name, None)
-        if value is not None and not value > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a number > 0, got {value}")
+    lr = getattr(args, "lr", None)
+    if lr is not None and not (math.isfinite(lr) and lr > 0):  # inf would pass the first step and fail the next
+        raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+    max_minutes = getattr(args, "max_minutes", None)
+    if max_minutes is not None and not max_minutes > 0:  # inf: no cap
+        raise ValueError(f"--max-minutes must be a number > 0, got {max_minutes}")
+
+
+def _check_sizes(args) -> None:
+    """Refuse a model too large to build, before anything is allocated: it is counted on the meta device."""
+    if args.latent_dim > MAX_LATENT_DIM:
+        raise ValueError(f"--latent-dim must be at most {MAX_LATENT_DIM}, got {args.latent_dim}")
+    hidden = args.hidden or ([512, 256] if args.arch == "mlp" else [32, 64])
+    bad = [h for h in hidden if not 1 <= h <= MAX_HIDDEN]
+    if bad:
+        raise ValueError(f"--hidden sizes must be whole numbers from 1 to {MAX_HIDDEN}, got {bad[0]}")
+    with torch.device("meta"):  # shapes only, no memory
+        model = (VAE if args.model == "vae" else Autoencoder)(args.latent_dim, args.arch, hidden)
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_WEIGHTS:
+        raise ValueError(f"--latent-dim {args.latent_dim} --hidden {' '.join(map(str, hidden))} ({args.arch}) makes a "
+                         f"model of {n:,} weights, {4 * n / 1e9:.1f} GB as float32 and about four times that to "
+                         f"train; the command trains at most {MAX_WEIGHTS:,} weights: choose smaller sizes")
 
 
 def _check_out(out: str) -> None:
@@ -56,10 +85,37 @@ def _check_out(out: str) -> None:
         raise ValueError(f"--out {out} cannot be written: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out} cannot be written: no permission to write in {folder}")
+    runs = _runs_for(path)
+    if runs.exists() and not runs.is_dir():
+        raise ValueError(f"--out {out} cannot be used: {runs}, where the run is kept between calls, is a file; "
+                         "move it away or choose another --out")
+    if runs.is_dir() and not os.access(runs, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} cannot be used: no permission to write in {runs}, where the run is kept "
+                         "between calls")
+
+
+def _check_checkpoint(path: str) -> None:
+    """Say what ``path`` is when it is not a file to read a model from, without opening it (a named
+    pipe would wait for a writer). A path that does not exist is `load_model`'s to report."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symlink loop, not a model checkpoint") from None
+        if os.path.islink(path):
+            raise ValueError(f"{path} is a symlink to {os.readlink(path)}, which does not exist") from None
+        return
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path} is a folder, not a model checkpoint: give a file, the model saved by "
+                         "train --out or a run such as CKPT.runs/vae-….pt")
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise ValueError(f"{path} is not a regular file ({kind}), not a model checkpoint")
 
 
 def train(args) -> dict:
     _check_numbers(args)
+    _check_sizes(args)
     _check_out(args.out)
     device = get_device()
     budget = run_budget(device)
@@ -86,6 +142,7 @@ def evaluate_checkpoint(args) -> dict:
     _check_numbers(args)
     device = get_device()
     budget = run_budget(device)
+    _check_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint).to(device)
     k = args.k if args.k is not None else budget.pick(smoke=10, default=1000, full=5000)
     limit = args.limit if args.limit is not None else budget.pick(smoke=500, default=None, full=None)
@@ -110,13 +167,26 @@ def _runs_for(out: Path) -> Path:
     return out.parent / (out.name + ".runs")
 
 
+def _failed_write(err: BaseException) -> Path | None:
+    """The file whose writing raised ``err``, if ``err`` is a RuntimeError out of `atomic_save`, else None.
+
+    vaelib writes every file (a run's checkpoint, the saved model) through `atomic_save`, and
+    PyTorch's writer reports a write that fails, on a full disk or past a file-size limit, as a
+    RuntimeError ("file write failed", "unexpected pos"), not as an OSError."""
+    if isinstance(err, RuntimeError):
+        for frame, _ in traceback.walk_tb(err.__traceback__):
+            if frame.f_code is atomic_save.__code__:
+                return Path(frame.f_locals["path"])
+    return None
+
+
 def _resume_hint(args) -> str:
     if args.command != "train":
         return "nothing was saved"
     runs = _runs_for(Path(args.out))
     saved = sorted(runs.glob("*.pt"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
     if not saved:
-        return "no epoch had finished, so nothing was saved; the same command starts afresh"
+        return "no epoch was saved; the same command starts afresh"
     return f"the same command continues from {saved[-1]} (the last finished epoch)"
 
 
@@ -141,9 +211,10 @@ def parser() -> argparse.ArgumentParser:
                                    "interrupted run continues when the same command runs again.")
     t.add_argument("--model", choices=["ae", "vae"], default="vae", help="a deterministic autoencoder or a VAE")
     t.add_argument("--arch", choices=ARCHS, default="mlp", help="fully connected layers or convolutions")
-    t.add_argument("--latent-dim", type=int, default=20, help="the size d of the code z")
+    t.add_argument("--latent-dim", type=int, default=20, help=f"the size d of the code z, at most {MAX_LATENT_DIM}")
     t.add_argument("--hidden", type=int, nargs="+",
-                   help="layer sizes (mlp, default 512 256) or two channel counts (conv, default 32 64)")
+                   help=f"layer sizes (mlp, default 512 256) or two channel counts (conv, default 32 64), at most "
+                        f"{MAX_HIDDEN} each and {MAX_WEIGHTS // 10**6} million weights in the whole model")
     t.add_argument("--epochs", type=int, help="default from the run budget: smoke 1, default 20, full 100")
     t.add_argument("--batch-size", type=int, default=128, help="images per training step")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
@@ -170,17 +241,28 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = None
     try:
+        release()  # Ctrl-C is a KeyboardInterrupt from here on (vaelib.startup handled it while torch loaded)
+        args = parser().parse_args(argv)
         result = train(args) if args.command == "train" else evaluate_checkpoint(args)
     except KeyboardInterrupt:
-        print(f"interrupted: {_resume_hint(args)}", file=sys.stderr)
+        print(f"interrupted: {_resume_hint(args) if args is not None else 'nothing was done'}", file=sys.stderr)
         return 130
     except (DatasetNotFoundError, OSError, ValueError, NonFiniteLossError, CheckpointInUseError) as err:  # OSError: a full disk
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, whatever the message
-        return 2
+        return _error(str(err))
+    except RuntimeError as err:
+        path = _failed_write(err)
+        if path is None:
+            raise
+        return _error(f"could not write {path} ({err}): is the disk full? Free some space; {_resume_hint(args)}")
     print(json.dumps(result))
     return 0
+
+
+def _error(message: str) -> int:
+    print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the message
+    return 2
 
 
 def run() -> None:

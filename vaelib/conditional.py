@@ -27,7 +27,7 @@ from torch import nn
 from .data import check_unit_range
 from .divergences import kl_normal
 from .models import DiagonalNormal, bernoulli_log_prob, make_decoder, make_encoder, mlp
-from .objectives import ELBOTerms
+from .objectives import ELBOTerms, check_batch
 
 
 def check_labels(y: torch.Tensor, n: int | None = None, n_classes: int = 10) -> None:
@@ -214,6 +214,7 @@ def conditional_elbo(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor, n_
 
     Returns `vaelib.ELBOTerms` ``(recon, kl, elbo)``, each ``(N,)`` in nats per image (sums).
     """
+    check_batch(x)
     q = model.encode(x, y)
     if eps is None:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
@@ -309,6 +310,8 @@ def m2_loss(model: M2, x_labelled: torch.Tensor, y_labelled: torch.Tensor, x_unl
     """
     if not math.isfinite(alpha) or alpha < 0 or not math.isfinite(labelled_weight) or labelled_weight < 0:
         raise ValueError(f"alpha and labelled_weight must be finite and >= 0, got {alpha} and {labelled_weight}")
+    check_batch(x_labelled, "x_labelled")
+    check_batch(x_unlabelled, "x_unlabelled")
     check_labels(y_labelled, len(x_labelled), model.n_classes)
     labelled = model.labelled_bound(x_labelled, y_labelled).mean()
     unlabelled = model.unlabelled_bound(x_unlabelled).mean()

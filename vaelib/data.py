@@ -6,7 +6,9 @@ environment variable ``VAELIB_DATA``, else ``~/.cache/vaelib/data``. It uses
 torchvision's own layout (``<root>/MNIST/raw/train-images-idx3-ubyte`` and so
 on). Missing files are downloaded when the network allows; when it does not, a
 `DatasetNotFoundError` says which folder was searched and how to point
-``VAELIB_DATA`` at a copy.
+``VAELIB_DATA`` at a copy. The raw files are checked against the originals' sizes
+and MD5s and always win over torchvision's old cache (``processed/``), which is read
+only when the raw files are absent, and only when it holds the original images.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import io
 import math
 import os
+import struct
 import sys
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -58,14 +61,40 @@ def dequantize(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
     default); ``u ~ U[0, 1)`` per pixel, drawn from PyTorch's global generator. The result lies
     in [k / levels, (k + 1) / levels), so a density p on [0, 1]^D fitted to it gives the
     discrete probability of the 8-bit image a lower bound, log P(k) >= E_u log p - D log(levels)
-    (Theis et al., 2016); `vaelib.bits_per_dim` turns that into bits per pixel.
+    (Theis et al., 2016); `vaelib.bits_per_dim` turns that into bits per pixel. Values off the
+    grid (already dequantised, resized, normalised) are refused: their bins would be wrong.
     """
     check_unit_range(x, "images to dequantize")
+    check_grey_levels(x, levels, "images to dequantize")
     return _spread(x, levels)
 
 
 def _spread(x: torch.Tensor, levels: int = 256) -> torch.Tensor:  # `dequantize` without the check
     return torch.rand_like(x).add_(x * (levels - 1)).div_(levels)
+
+
+def check_grey_levels(x: torch.Tensor, levels: int = 256, what: str = "images") -> None:
+    """Raise ``ValueError`` unless every value of ``x`` is a grey level ``k / (levels - 1)`` for a whole
+    k, within the rounding of ``x``'s dtype (a thousandth of a level for float32 and float64).
+
+    What dequantisation needs: it spreads each value over the bin of its level, so a value between
+    two levels would be spread over the wrong bin. Reads values back, in chunks (no full copy).
+    """
+    top = levels - 1
+    tolerance = max(1e-3, top * torch.finfo(x.dtype).eps) if x.is_floating_point() else 0.0
+    flat, bad, example = x.detach().reshape(-1), 0, None
+    for chunk in flat.split(1 << 20):
+        scaled = chunk.to(torch.promote_types(chunk.dtype, torch.float32)) * top
+        off = (scaled - scaled.round()).abs() > tolerance
+        if bool(off.any()):
+            bad += int(off.sum())
+            example = chunk[off][0].item() if example is None else example
+    if bad:
+        bits = math.log2(levels)
+        depth = f"{bits:g}-bit grey levels" if bits.is_integer() else f"grey levels of {levels} steps"
+        raise ValueError(f"{what} must be {depth} k/{top} (k = 0..{top}), as vaelib.load_mnist gives; {bad} "
+                         f"value{'s are' if bad > 1 else ' is'} not (e.g. {example:.6g} = {example * top:.4g}/{top}): "
+                         "already dequantized, resized or normalised? Pass the images as loaded")
 
 
 def check_unit_range(x: torch.Tensor, what: str = "pixel values") -> None:
@@ -111,7 +140,7 @@ class InMemoryData:
         binarize: ``"dynamic"`` draws every pixel as Bernoulli(grey level) each
             time a batch is made; ``None`` returns ``x`` as stored.
         dequantize: with ``binarize=None``, `dequantize` every batch afresh (uniform noise
-            within each pixel's 8-bit bin).
+            within each pixel's 8-bit bin); ``x`` must then hold 8-bit grey levels k/255.
         classes: names of the labels, if any.
 
     Batches are ``(x, y)`` tuples (``(x,)`` without labels) on the data's device.
@@ -140,6 +169,8 @@ class InMemoryData:
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
         if binarize == "dynamic" or dequantize:  # checked once here: batches then read nothing back
             check_unit_range(x, "images to binarise" if binarize else "images to dequantize")
+        if dequantize:
+            check_grey_levels(x, 256, "images to dequantize")
         self.x, self.y = x, y
         self.binarize = binarize
         self.dequantize = bool(dequantize)
@@ -250,6 +281,47 @@ def _check_raw_files(folder: str, root: str, train: bool) -> None:
             raise _damaged(path, f"its bytes differ from the original's (MD5 {digest}, expected {md5})")
 
 
+def _split_files(train: bool) -> tuple[str, str]:
+    prefix = "train" if train else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _stale_cache(path: Path, what: str) -> DamagedDataError:
+    return DamagedDataError(f"{path} is damaged: {what}. Delete it (torchvision's old cache; vaelib reads the raw "
+                            "files instead), then run again: the raw files are downloaded if they are missing.")
+
+
+def _as_original(folder: str, train: bool, images: torch.Tensor, labels: torch.Tensor) -> bool:
+    """Whether ``images`` and ``labels`` are the original split: the raw files they would make have
+    the originals' MD5s."""
+    image_md5, label_md5 = (_RAW_CHECKS[folder][name][1] for name in _split_files(train))
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) <= 255):
+        return False
+    n = len(images)
+    image_bytes = struct.pack(">IIII", 2051, n, 28, 28) + images.contiguous().numpy().tobytes()
+    label_bytes = struct.pack(">II", 2049, n) + labels.to(torch.uint8).numpy().tobytes()
+    return (hashlib.md5(image_bytes, usedforsecurity=False).hexdigest() == image_md5
+            and hashlib.md5(label_bytes, usedforsecurity=False).hexdigest() == label_md5)
+
+
+def _read_processed(folder: str, path: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's old cache of one split, ``(images, labels)``, only if it holds the original images."""
+    try:
+        payload = torch.load(path, weights_only=True)
+    except OSError:  # there but unreadable (a permission): say so, as the OS does, and advise nothing
+        raise
+    except Exception as err:  # never pass on torch's advice to load it with weights_only=False
+        raise _stale_cache(path, f"the safe loader cannot read it ({type(err).__name__}); it is not the pair of "
+                                 "tensors torchvision saved") from None
+    ok = (isinstance(payload, (tuple, list)) and len(payload) == 2 and all(isinstance(t, torch.Tensor) for t in payload)
+          and payload[0].dtype == torch.uint8 and tuple(payload[0].shape[1:]) == (28, 28)
+          and payload[1].dim() == 1 and len(payload[1]) == len(payload[0]) and not payload[1].is_floating_point())
+    if not ok or not _as_original(folder, train, *payload):
+        raise _stale_cache(path, f"it holds other images than the original {folder} "
+                                 f"{'training' if train else 'test'} split (their MD5s differ)")
+    return payload[0], payload[1].long()
+
+
 def _created_dirs(path: Path) -> list[Path]:
     """The folders from ``path`` up that do not exist yet (deepest first)."""
     missing = []
@@ -269,40 +341,58 @@ def _setting(root_given: bool) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _load_raw(folder: str, root: str, train: bool, download: bool, root_given: bool = False):
-    """Read one split with torchvision: uint8 images (N, 28, 28), int64 labels, class names."""
+    """Read one split: uint8 images (N, 28, 28), int64 labels, class names.
+
+    The raw files, when both of the split are there (checked against the originals first), are
+    read directly, so a stale torchvision ``processed/`` cache never replaces them; without them,
+    that cache is read only if it holds the original images; else torchvision downloads the raw
+    files.
+    """
     import torchvision.datasets as tvd
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
     cls = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST}[folder]
     _check_raw_files(folder, root, train)
+    raw = [Path(root) / folder / "raw" / name for name in _split_files(train)]
+    processed = Path(root) / folder / "processed"
+    if all(path.is_file() for path in raw):  # the originals: they win over any processed/ cache
+        images, labels, classes = read_image_file(str(raw[0])), read_label_file(str(raw[1])), list(cls.classes)
+    elif all((processed / name).is_file() for name in ("training.pt", "test.pt")):  # where torchvision would look
+        images, labels = _read_processed(folder, processed / ("training.pt" if train else "test.pt"), train)
+        classes = list(cls.classes)
+    else:
+        ds = _download(cls, folder, root, train, download, root_given)
+        images, labels, classes = ds.data, ds.targets, list(ds.classes)
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < len(classes)):
+        raise _damaged(raw[1], f"it holds labels from {int(labels.min())} to {int(labels.max())}, "
+                               f"outside 0..{len(classes) - 1}")
+    return images.clone(), labels.clone(), classes
+
+
+def _download(cls, folder: str, root: str, train: bool, download: bool, root_given: bool):
+    """torchvision's dataset of the split, downloading the raw files when allowed."""
     try:
-        ds = cls(root=root, train=train, download=False)
+        return cls(root=root, train=train, download=False)
     except RuntimeError:
         reason = "download disabled (download=False)"
-        ds = None
-        if download:
-            print(f"Downloading {folder} into {root} ...", file=sys.stderr)  # stdout may be a result (the CLI's JSON)
-            new_dirs = _created_dirs(Path(root) / folder / "raw")  # removed again if the download fails
-            sink = io.StringIO()
-            try:
-                with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                    ds = cls(root=root, train=train, download=True)
-            except Exception as err:  # urllib, HTTP and disk errors all land here
-                reason = "download failed: " + " ".join(f"{type(err).__name__}: {err}".split())
-                for d in new_dirs:  # a mistyped folder is not left behind
-                    with contextlib.suppress(OSError):
-                        d.rmdir()  # only if empty
-        if ds is None:
-            raise DatasetNotFoundError(
-                f"{folder} was not found in {root} ({_setting(root_given)}) and could not be downloaded ({reason}).\n"
-                f"Point the environment variable {DATA_ENV} (or the root= argument, --data on the command line) "
-                f"at a folder laid out as torchvision expects:\n{_expected_layout(folder)}\n"
-                "or run once with internet access so the files are downloaded there."
-            ) from None
-    labels = ds.targets
-    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < len(ds.classes)):
-        raise _damaged(Path(root) / folder / "raw" / f"{'train' if train else 't10k'}-labels-idx1-ubyte",
-                       f"it holds labels from {int(labels.min())} to {int(labels.max())}, outside 0..{len(ds.classes) - 1}")
-    return ds.data.clone(), labels.clone(), list(ds.classes)
+    if download:
+        print(f"Downloading {folder} into {root} ...", file=sys.stderr)  # stdout may be a result (the CLI's JSON)
+        new_dirs = _created_dirs(Path(root) / folder / "raw")  # removed again if the download fails
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                return cls(root=root, train=train, download=True)
+        except Exception as err:  # urllib, HTTP and disk errors all land here
+            reason = "download failed: " + " ".join(f"{type(err).__name__}: {err}".split())
+            for d in new_dirs:  # a mistyped folder is not left behind
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if empty
+    raise DatasetNotFoundError(
+        f"{folder} was not found in {root} ({_setting(root_given)}) and could not be downloaded ({reason}).\n"
+        f"Point the environment variable {DATA_ENV} (or the root= argument, --data on the command line) "
+        f"at a folder laid out as torchvision expects:\n{_expected_layout(folder)}\n"
+        "or run once with internet access so the files are downloaded there."
+    ) from None
 
 
 def _load(

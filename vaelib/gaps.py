@@ -19,17 +19,24 @@ The model is anything with ``decode(z)``, ``log_likelihood(x, decode(z))`` and `
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .divergences import kl_normal
 from .models import DiagonalNormal
-from .objectives import iwae_bound
+from .objectives import check_finite_weights, check_images, iwae_bound
 
 
 def _check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     return value
+
+
+def _check_lr(lr) -> None:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be positive and finite, got {lr!r}")
 
 
 def elbo_of(model, x: torch.Tensor, q: DiagonalNormal, n_samples: int = 100) -> torch.Tensor:
@@ -39,6 +46,7 @@ def elbo_of(model, x: torch.Tensor, q: DiagonalNormal, n_samples: int = 100) -> 
     evaluations), and KL(q || N(0, I)) is the closed form. No gradients.
     """
     _check_positive_int(n_samples, "n_samples")
+    check_images(model, x)
     if tuple(q.mu.shape[:-1]) != (len(x),):
         raise ValueError(f"q must hold one Gaussian per image, batch shape ({len(x)},), got {tuple(q.mu.shape[:-1])}")
     chunk = max(1, 8192 // max(1, len(x)))
@@ -60,12 +68,14 @@ def optimise_local_posterior(model, x: torch.Tensor, steps: int = 300, lr: float
     image. Starts from ``init``, else the encoder's q_phi(z | x_n) (else the prior, for a model
     without ``encode``). The model's parameters get no gradient.
 
-    Returns q* as a `DiagonalNormal` with batch shape ``(N,)``, detached.
+    Returns q* as a `DiagonalNormal` with batch shape ``(N,)``, detached. The images, the model's
+    weights and ``init`` are checked first: a NaN in any of them would make q* NaN.
     """
     _check_positive_int(steps, "steps")
     _check_positive_int(n_samples, "n_samples")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    _check_lr(lr)
+    check_images(model, x)
+    check_finite_weights(model)
     with torch.no_grad():
         if init is None and hasattr(model, "encode"):
             init = model.encode(x)
@@ -75,6 +85,8 @@ def optimise_local_posterior(model, x: torch.Tensor, steps: int = 300, lr: float
     if tuple(init.mu.shape[:-1]) != (len(x),):
         raise ValueError(f"init must hold one Gaussian per image, batch shape ({len(x)},), "
                          f"got {tuple(init.mu.shape[:-1])}")
+    if not bool(torch.isfinite(init.mu).all() and torch.isfinite(init.logvar).all()):
+        raise ValueError("init must hold finite means and log-variances; it has NaN or infinite values")
     mu = init.mu.detach().clone().requires_grad_(True)
     logvar = init.logvar.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([mu, logvar], lr=lr)
@@ -104,9 +116,14 @@ def inference_gaps(model, x: torch.Tensor, k: int = 1000, steps: int = 300, lr: 
     Returns a dict of ``(N,)`` tensors: ``log_px``, ``elbo_local`` (ELBO of q*),
     ``elbo_amortised`` (ELBO of q_phi), ``approximation_gap`` = log_px - elbo_local and
     ``amortisation_gap`` = elbo_local - elbo_amortised (their sum is log_px - elbo_amortised);
-    and ``local``, q* itself.
+    and ``local``, q* itself. Every count, ``lr``, the images and the model's weights are checked
+    before any work.
     """
-    _check_positive_int(k, "k")
+    for value, name in [(k, "k"), (steps, "steps"), (n_samples, "n_samples"), (n_elbo, "n_elbo")]:
+        _check_positive_int(value, name)
+    _check_lr(lr)
+    check_images(model, x)
+    check_finite_weights(model)
     with torch.no_grad():
         amortised = model.encode(x)
         amortised = DiagonalNormal(amortised.mu.detach(), amortised.logvar.detach())

@@ -10,6 +10,7 @@ any other per-batch means to log (``{"loss": ..., "kl": ...}``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import math
 import os
@@ -18,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -200,6 +202,49 @@ def describe_loss(loss_fn: Callable) -> str:
     return name if code is None else f"{name} (code {_code_digest(code)})"
 
 
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as plain Python (NumPy numbers and arrays converted), or ``ValueError`` naming ``where``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    elif isinstance(value, np.ndarray):
+        value = value.tolist()
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError(f"{where} is NaN, which equals nothing, itself included, so a checkpoint storing it could "
+                             "never be resumed; leave it out or store it as the string 'nan'")
+        return float(value)
+    if isinstance(value, Mapping):
+        return {_plain(k, f"a key of {where}"): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, torch.Tensor):
+        raise ValueError(f"{where} is a torch.Tensor, not a plain value; store numbers with .item() or .tolist()")
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+        kind, name = ("class", f"{value.__module__}.{value.__qualname__}") if isinstance(value, type) \
+            else ("function", value.__qualname__)
+        raise ValueError(f"{where} is the {kind} {name}, not a plain value: a checkpoint stores numbers, strings, "
+                         f"lists and dicts, never code; store its name, e.g. {value.__name__!r}")
+    raise ValueError(f"{where} is a {type(value).__name__}, not a plain value: a checkpoint stores numbers, strings, "
+                     "lists and dicts; store what describes it as one of those")
+
+
+def plain_config(config: Mapping) -> dict:
+    """``fit``'s ``config`` as plain Python values, checked before anything is trained or saved:
+    NumPy scalars and arrays become Python numbers and lists (a file naming NumPy's classes would
+    be refused by the safe loader on every resume); NaN is refused (it equals nothing, so the run
+    could never be resumed); classes, functions, tensors and other objects are refused, naming
+    the entry."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be a dict of plain values, got {type(config).__name__}")
+    return _plain(config, "config")
+
+
 def _config_difference(stored: Mapping | None, config: Mapping) -> str:
     if stored is None:
         return "it stores no configuration"
@@ -208,14 +253,49 @@ def _config_difference(stored: Mapping | None, config: Mapping) -> str:
     return "; ".join(diffs)
 
 
-def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tuple[int, History, int]:
-    payload = ckpt.load(path, CHECKPOINT_FORMAT, "a vaelib.fit checkpoint")
-    stored = payload.get("config")
-    if config is not None and stored != dict(config) and not (stored is None and set(config) == {"loss_fn"}):
+def auto_config(loss_fn: Callable, train: Any, batch_size: int) -> dict:
+    """What `fit` stores for a checkpointed run given no ``config``: the loss function (`describe_loss`)
+    and, for an `InMemoryData`, the fingerprint of the training data and the batch size, so the
+    checkpoint is never resumed with another loss function, on other data or in other batches."""
+    config: dict = {"loss_fn": describe_loss(loss_fn)}
+    if isinstance(train, InMemoryData):
+        config.update(data=train.fingerprint(), batch_size=batch_size)
+    return config
+
+
+def _same_config(stored: Any, config: Mapping, auto: bool) -> bool:
+    if not auto:
+        return stored == dict(config)
+    # a checkpoint an older vaelib wrote without config stored nothing, or only the loss function
+    return stored is None or (isinstance(stored, dict) and set(stored) <= set(config)
+                              and all(stored[k] == config[k] for k in stored))
+
+
+FIT_WHAT = "a vaelib.fit checkpoint"
+_FIT_KEYS = ("epoch", "history", "model", "optimizer", "rng", "config")
+
+
+def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None,
+                     auto: bool = False) -> tuple[int, History, int]:
+    payload = ckpt.load(path, CHECKPOINT_FORMAT, FIT_WHAT)
+    ckpt.require(payload, _FIT_KEYS, path, FIT_WHAT)
+    if isinstance(payload["epoch"], bool) or not isinstance(payload["epoch"], int) or payload["epoch"] < 0:
+        raise ckpt.damaged(path, FIT_WHAT, f"its epoch is {payload['epoch']!r}, not a whole number")
+    if not isinstance(payload["history"], dict) or not isinstance(payload["optimizer"], Mapping):
+        raise ckpt.damaged(path, FIT_WHAT, "its history or optimizer state is not a dict")
+    ckpt.check_weights(payload["model"], path, FIT_WHAT)
+    stored = payload["config"]
+    if config is not None and not _same_config(stored, config, auto):
+        hint = (" (without config=, fit stores the loss function, a fingerprint of the training data and the batch "
+                "size)") if auto else ""
         raise ValueError(f"checkpoint {path} was written by a run with another configuration "
-                         f"({_config_difference(stored, config)}); delete it or pass "
+                         f"({_config_difference(stored, config)}){hint}; delete it or pass "
                          "another checkpoint path")
     asked = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    try:
+        ckpt.set_rng_state(payload["rng"])  # first, so a malformed state is found before the weights change
+    except ValueError as err:
+        raise ckpt.damaged(path, FIT_WHAT, f"its random-number state is malformed: {err}") from None
     try:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])  # the moments; it also overwrites lr and the like
@@ -224,13 +304,41 @@ def _load_checkpoint(path: Path, model, optimizer, config: Mapping | None) -> tu
                          "delete it or pass another checkpoint path") from None
     for group, settings in zip(optimizer.param_groups, asked):
         group.update(settings)  # run with the learning rate (and betas, ...) of the optimizer passed in
-    ckpt.set_rng_state(payload["rng"])
     threads = payload.get("threads")
     if threads is not None and threads != torch.get_num_threads():
         warnings.warn(f"resuming {path}, written with {threads} CPU threads, with {torch.get_num_threads()}: "
                       "CPU kernels split their sums by thread, so the result will not be bit-identical to an "
                       "uninterrupted run (torch.set_num_threads restores it)", stacklevel=3)
-    return int(payload["epoch"]), payload["history"], int(payload.get("steps", 0))
+    return payload["epoch"], payload["history"], int(payload.get("steps", 0))
+
+
+def _warn_more_epochs(path: Path, start: int, epochs: int, stacklevel: int = 3) -> None:
+    warnings.warn(f"{path} holds {start} epochs, more than the {epochs} asked for: the model and "
+                  f"history returned are those of epoch {start}. To train only {epochs}, pass "
+                  "resume=False or another checkpoint path.", stacklevel=stacklevel)
+
+
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)  # no permission, a read-only file system
+
+
+def _finished_run(path: Path, model, optimizer, config: Mapping, auto: bool, epochs: int, resume: bool,
+                  err: OSError) -> History:
+    """The run in ``path`` when its folder cannot be written, so no lock can be taken (a shared or
+    read-only runs folder): a finished run is loaded without the lock, as a reader needs none
+    (`vaelib.checkpoint.atomic_save` replaces files whole); anything that would write is refused."""
+    why = err.strerror or str(err)
+    if not (resume and path.is_file()):
+        raise PermissionError(f"cannot write the checkpoint {path}: its folder cannot be written ({why}); choose a "
+                              "folder you can write (for the recipes: runs= or VAELIB_RUNS)") from None
+    start, history, _ = _load_checkpoint(path, model, optimizer, config, auto)
+    if start < epochs:
+        raise PermissionError(f"{path} holds {start} of the {epochs} epochs asked for, but its folder cannot be "
+                              f"written ({why}), so the run cannot continue; copy it to a folder you can write and "
+                              "pass that path (for the recipes: runs= or VAELIB_RUNS), or ask for the epochs it "
+                              "holds") from None
+    if start > epochs:
+        _warn_more_epochs(path, start, epochs, stacklevel=4)
+    return history
 
 
 # --- one epoch -----------------------------------------------------------------------------
@@ -390,11 +498,16 @@ def fit(
         checkpoint: a file written at the end of every epoch (weights, optimizer, history and
             random-number states), atomically.
         config: a dict of plain values describing the run, stored in the checkpoint; resuming
-            from a checkpoint whose stored configuration differs is refused. Without it, a
-            checkpointed run stores ``{"loss_fn": describe_loss(loss_fn)}``, so a checkpoint is
-            never resumed with another loss function.
+            from a checkpoint whose stored configuration differs is refused. It is checked
+            first (`plain_config`): NumPy values become Python ones, and NaN, classes, functions
+            and tensors are refused. Without it, a checkpointed run stores `auto_config`: the
+            loss function (`describe_loss`) and, for an `InMemoryData`, the fingerprint of the
+            training data and the batch size, so a checkpoint is never resumed with another loss
+            function, on other data or in other batches.
         resume: when ``checkpoint`` exists, continue from it; the result equals an
-            uninterrupted run bit for bit on the same device.
+            uninterrupted run bit for bit on the same device. In a folder that cannot be written
+            (no permission, a read-only file system), a checkpoint holding at least ``epochs``
+            is loaded without taking the lock; anything that would write raises ``PermissionError``.
         clip_grad_norm: clip the gradient's total norm to this value.
         on_step: called with the number of optimizer steps done so far, before each step
             (counted across epochs and resumes): the hook for schedules such as KL annealing.
@@ -421,7 +534,9 @@ def fit(
             offending update is not applied, so ``model`` keeps the last good weights (if an
             earlier update had already made the weights non-finite, they are restored from
             ``checkpoint``'s last completed epoch, and the message says which happened).
-        ValueError: the loss has no gradient, or reaches none of the optimizer's parameters.
+        ValueError: the loss has no gradient, or reaches none of the optimizer's parameters;
+            ``config`` is not plain; the checkpoint belongs to another run, or is damaged
+            (`vaelib.checkpoint.DamagedFileError`, a ``ValueError``).
 
     Resuming keeps the hyperparameters (learning rate, betas, ...) of the ``optimizer`` passed
     in and takes only its state (Adam's moments) from the checkpoint. A checkpoint that holds
@@ -437,8 +552,8 @@ def fit(
     optimizer = optimizer if optimizer is not None else adam(model.parameters())
     max_norm = float("inf") if clip_grad_norm is None else float(clip_grad_norm)
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and config is None:
-        config = {"loss_fn": describe_loss(loss_fn)}
+    auto = path is not None and config is None
+    config = plain_config(config) if config is not None else (auto_config(loss_fn, train, batch_size) if auto else None)
     if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
                                     or not max_minutes > 0):  # 0, -1 and nan would train one epoch or none
         raise ValueError(f"max_minutes must be a positive number of minutes (math.inf for no cap), got {max_minutes!r}")
@@ -446,21 +561,27 @@ def fit(
     dtype = training_dtype(device, precision)
     if device.type == "cpu":
         keep_freed_memory()  # reuse freed buffers: no page faults per step (glibc; see its docstring)
-    with ckpt.exclusive(path) if path is not None else contextlib.nullcontext():  # one writer per file
+    lock = contextlib.ExitStack()
+    if path is not None:
+        try:
+            lock.enter_context(ckpt.exclusive(path))  # one writer per file
+        except OSError as err:
+            if err.errno not in _READ_ONLY:
+                raise
+            return _finished_run(path, model, optimizer, config, auto, epochs, resume, err)
+    with lock:
         history: History = {}
         start = steps = 0
         if path is not None and resume and path.exists():
-            start, history, steps = _load_checkpoint(path, model, optimizer, config)
+            start, history, steps = _load_checkpoint(path, model, optimizer, config, auto)
             if start > epochs:
-                warnings.warn(f"{path} holds {start} epochs, more than the {epochs} asked for: the model and "
-                              f"history returned are those of epoch {start}. To train only {epochs}, pass "
-                              "resume=False or another checkpoint path.", stacklevel=2)
+                _warn_more_epochs(path, start, epochs)
 
         def stop(epoch: int, step: int, loss: float, norm: float) -> NonFiniteLossError:
             finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
             restored = not finite and path is not None and path.exists()
             if restored:  # keep the last good state we have: the last completed epoch
-                _load_checkpoint(path, model, optimizer, config)
+                _load_checkpoint(path, model, optimizer, config, auto)
             return _stop(epoch, step, loss, norm, path, history, finite, restored)
         of = _of_total(train, batch_size)  # "/<batches per epoch>" when known
         line = ProgressLine(disable=not progress)  # one line for the whole run

@@ -10,6 +10,7 @@ architecture exactly.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +18,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from .checkpoint import atomic_save, load
+from .checkpoint import atomic_save, check_weights, load, require
 from .data import check_unit_range
 from .loop import CHECKPOINT_FORMAT as FIT_FORMAT  # a training run of `fit`
 
@@ -26,6 +27,10 @@ ARCHS = ("mlp", "conv")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
 MODEL_FORMAT = "vaelib-model-1"
+# what `load_model` builds at most from a file's configuration, so an untrusted file cannot decide memory use
+MAX_UNITS = 100_000  # latent_dim, each hidden size, each image dimension
+MAX_LAYERS = 100  # hidden layers
+MAX_PARAMETERS = 50_000_000  # 200 MB of float32 weights; the course's models have about a million or fewer
 
 
 class _BernoulliLogProb(torch.autograd.Function):
@@ -338,15 +343,22 @@ class VAE(_ImageModel):
 
 
 def save_model(model: _ImageModel, path: str | Path) -> Path:
-    """Save weights and configuration; `load_model` rebuilds the model from the file alone."""
+    """Save weights and configuration; `load_model` rebuilds the model from the file alone.
+    The file carries a checksum of its content (`vaelib.checkpoint.atomic_save`)."""
     return atomic_save({"format": MODEL_FORMAT, "kind": model.kind, "config": model.config,
                         "state": model.state_dict()}, path)
+
+
+MODEL_WHAT = ("a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`) or a training run "
+              "of vaelib.fit")
 
 
 def _from_training_run(path: Path, payload: dict) -> dict:
     """The model part of a `fit` checkpoint written by a recipe (`vaelib.train_mnist_model`: the
     chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``), as a `save_model` payload."""
-    model = (payload.get("config") or {}).get("model")
+    require(payload, ("config", "model"), path, MODEL_WHAT)
+    stored = payload["config"]
+    model = stored.get("model") if isinstance(stored, dict) else None
     if not isinstance(model, dict) or model.get("kind") not in ("ae", "vae"):
         what = f"a {model.get('kind')}" if isinstance(model, dict) and model.get("kind") else "a model it does not describe"
         raise ValueError(f"{path} is a training checkpoint of {what}, not of one of the course's autoencoders or "
@@ -355,26 +367,86 @@ def _from_training_run(path: Path, payload: dict) -> dict:
     return {"kind": model["kind"], "config": config, "state": payload["model"]}
 
 
+def _size(value) -> int | None:
+    """``value`` as a whole number of units, or None when it is not one (the constructor then says so)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if math.isfinite(value) and value.is_integer() else None
+
+
+def parameter_count(kind: str, config: dict) -> int:
+    """How many parameters `Autoencoder` (``kind="ae"``) or `VAE` (``"vae"``) has with ``config``
+    (`_ImageModel.config`), by arithmetic: nothing is built. Whole-number sizes are assumed."""
+    d, hidden = int(config["latent_dim"]), [int(h) for h in config["hidden"]]
+    c, h, w = (int(s) for s in config["image_shape"])
+    out = 2 * d if kind == "vae" else d  # the VAE's encoder gives a mean and a log-variance per dimension
+
+    def linear(sizes):
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    if config["arch"] == "conv" and len(hidden) == 2:
+        c1, c2 = hidden
+        flat = c2 * (h // 4) * (w // 4)
+        encoder = (c * c1 * 16 + c1) + (c1 * c2 * 16 + c2) + flat * out + out
+        decoder = d * flat + flat + (c2 * c1 * 16 + c1) + (c1 * c * 16 + c)
+    else:
+        encoder, decoder = linear([c * h * w, *hidden, out]), linear([d, *reversed(hidden), c * h * w])
+    return encoder + decoder + (config.get("likelihood") == "gaussian")  # the Gaussian's one noise scale
+
+
+def _check_sizes(path: Path, kind: str, config: dict) -> None:
+    """Refuse a configuration that would build more than `MAX_UNITS` per layer, `MAX_LAYERS` hidden
+    layers or `MAX_PARAMETERS` in all, before anything is allocated: the file is not trusted."""
+    hidden, shape = config["hidden"], config["image_shape"]
+    lists = isinstance(hidden, (list, tuple)) and isinstance(shape, (list, tuple))
+    if isinstance(hidden, (list, tuple)) and len(hidden) > MAX_LAYERS:
+        raise ValueError(f"{path} holds a model configuration with {len(hidden)} hidden layers, more than "
+                         f"{MAX_LAYERS}: vaelib does not build it from a file; it was edited or is not one of "
+                         "vaelib's models")
+    named = [("latent_dim", config["latent_dim"])]
+    named += [("hidden size", v) for v in (hidden if isinstance(hidden, (list, tuple)) else [])]
+    named += [("image_shape size", v) for v in (shape if isinstance(shape, (list, tuple)) else [])]
+    for name, value in named:
+        size = _size(value)
+        if size is not None and size > MAX_UNITS:
+            raise ValueError(f"{path} holds a model configuration with {name} {value!r}; vaelib builds at most "
+                             f"{MAX_UNITS:,} units per layer from a file; it was edited or is not one of "
+                             "vaelib's models")
+    if lists and all(_size(v) is not None and _size(v) >= 1 for _, v in named) and len(shape) == 3:
+        count = parameter_count(kind, config)
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"{path} holds a model configuration of {count:,} parameters, more than the "
+                             f"{MAX_PARAMETERS:,} vaelib builds from a file (vaelib.models.MAX_PARAMETERS); "
+                             "it was edited or is not one of vaelib's models")
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> _ImageModel:
     """Rebuild a model saved by `save_model` (or by ``python -m vaelib train --out``), or the model of
-    a training run the recipes keep (the chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``)."""
+    a training run the recipes keep (the chapters' ``book/runs/*.pt``, the CLI's ``CKPT.runs/*.pt``).
+
+    The file is not trusted: it is read with the safe loader, its checksum is verified (files
+    written before checksums load without one), a missing entry or NaN/infinite weights raise
+    `vaelib.checkpoint.DamagedFileError`, and sizes beyond `MAX_UNITS` per layer, `MAX_LAYERS` hidden
+    layers or `MAX_PARAMETERS` in all are refused before anything is built."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}; train one with `python -m vaelib train --out {path}`")
-    payload = load(path, (MODEL_FORMAT, FIT_FORMAT),
-                   "a vaelib model checkpoint (saved by vaelib.save_model or `python -m vaelib train`) or a "
-                   "training run of vaelib.fit", map_location=map_location)
+    payload = load(path, (MODEL_FORMAT, FIT_FORMAT), MODEL_WHAT, map_location=map_location)
     if payload["format"] == FIT_FORMAT:
         payload = _from_training_run(path, payload)
-    cls = {"ae": Autoencoder, "vae": VAE}.get(payload.get("kind"))
+    require(payload, ("kind", "config", "state"), path, MODEL_WHAT)
+    cls = {"ae": Autoencoder, "vae": VAE}.get(payload["kind"]) if isinstance(payload["kind"], str) else None
     if cls is None:
-        raise ValueError(f"{path} holds an unknown model kind {payload.get('kind')!r}")
-    config = payload.get("config")
+        raise ValueError(f"{path} holds an unknown model kind {payload['kind']!r}")
+    config = payload["config"]
     expected = {"latent_dim", "arch", "hidden", "image_shape", "likelihood"}  # `_ImageModel.config`
     if not isinstance(config, dict) or not expected <= set(config) <= expected | {"activation"}:
         keys = sorted(config) if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{path} holds a model configuration with keys {keys}, not {sorted(expected)}: it was not "
                          "written by this version of vaelib's save_model, or was edited; train the model again")
+    check_weights(payload["state"], path, MODEL_WHAT)
+    _check_sizes(path, payload["kind"], config)
     try:
         model = cls(**config)
     except (TypeError, ValueError) as err:

@@ -13,6 +13,9 @@ dimensions, never means).
 
 The log-likelihood log p(x | z) is always the model's own (`VAE.log_likelihood`), whatever
 its decoder; the KL terms come from `vaelib.divergences`.
+
+Every function here refuses an empty batch (`check_batch`), the per-image bounds as well as
+the mean losses: one rule, where a mean over no images would be NaN.
 """
 
 from __future__ import annotations
@@ -27,6 +30,49 @@ from .data import InMemoryData
 from .device import MAX_MINUTES_ENV, run_budget
 from .divergences import kl_normal, kl_normal_per_dim
 from .loop import batches, evaluation
+
+
+# The most decoded values `importance_weights` (so `iwae_loss`) holds at once, with their graph:
+# k * N * D for k samples of N images of D pixels. 2**27 of them take 512 MiB as float32, and the
+# graph a few times that; the course trains with k * N * D near 2**19 (k = 5, N = 128, D = 784).
+MAX_DECODED = 2**27
+
+
+def check_batch(x: torch.Tensor, name: str = "x") -> None:
+    """Raise ``ValueError`` when ``x`` holds no images: every objective refuses an empty batch."""
+    if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == 0:
+        raise ValueError(f"{name}: got an empty batch (0 images); pass at least one image")
+
+
+def check_images(model, x: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a non-empty batch the model takes: the model's own check
+    (`VAE.check_input`: shape, dtype, values in [0, 1], NaN named) where it has one, else finite values."""
+    check_batch(x)
+    if hasattr(model, "check_input"):
+        model.check_input(x)
+    elif not bool(torch.isfinite(x).all()):
+        raise ValueError(f"the data must be finite numbers; {int((~torch.isfinite(x)).sum())} are NaN or infinite")
+
+
+def check_finite_weights(model) -> None:
+    """Raise ``ValueError`` when a parameter of ``model`` holds a NaN or infinite value (a diverged or
+    damaged model), before it makes every bound NaN or a sampler fail on a NaN standard deviation."""
+    named = list(model.named_parameters()) if hasattr(model, "named_parameters") else []
+    bad = [int((~torch.isfinite(p.detach())).sum()) for _, p in named]
+    if sum(bad):
+        first = next(name for (name, _), n in zip(named, bad) if n)
+        raise ValueError(f"the model has {sum(bad)} NaN or infinite weight{'s' if sum(bad) > 1 else ''} (first in "
+                         f"{first}): its training diverged or its file is damaged; load a good checkpoint")
+
+
+def check_kl_weight(value, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` (``beta`` or ``free_bits``) is a finite number >= 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be >= 0 and finite (it weighs the KL term), got {value!r}")
 
 
 class ELBOTerms(NamedTuple):
@@ -47,10 +93,10 @@ def elbo(model, x: torch.Tensor, n_samples: int = 1, beta: float = 1.0, analytic
     Returns `ELBOTerms` ``(recon, kl, elbo)``, each ``(N,)``: sums over pixels and latent
     dimensions, never means. The training loss is ``-elbo(...).elbo.mean()`` (`vae_loss`).
     """
+    check_batch(x)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0 (it weights a KL divergence), got {beta}")
+    check_kl_weight(beta, "beta")
     q = model.encode(x)
     z = q.rsample((n_samples,))  # (S, N, d)
     recon = model.log_likelihood(x, model.decode(z)).mean(0)
@@ -71,8 +117,9 @@ def vae_loss(model, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
     dimension's batch-averaged KL by max(KL_j, delta), so the optimiser gains nothing by pushing
     a dimension's KL below delta (Kingma et al., 2016); it needs the closed-form KL.
     """
-    if beta < 0 or free_bits < 0:
-        raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
+    check_batch(x)
+    check_kl_weight(beta, "beta")
+    check_kl_weight(free_bits, "free_bits")
     if free_bits == 0:
         return -elbo(model, x, beta=beta, analytic_kl=analytic_kl).elbo.mean()
     if not analytic_kl:
@@ -95,11 +142,18 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
     ``proposal`` replaces q(z | x) = ``model.encode(x)`` by any distribution over codes with
     batch shape ``(N,)`` and event shape ``(d,)`` (for instance the encoder's answer for another
     input); L_k stays a lower bound on log p(x) for any proposal, only its tightness changes.
+
+    The model's weights are checked first (`check_finite_weights`), and the images too when the
+    encoder, which checks them, is not asked (a ``proposal``).
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a whole number >= 1, got {k!r}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a whole number >= 1 (or None for the default), got {chunk_size!r}")
+    check_batch(x)
+    check_finite_weights(model)
+    if proposal is not None:
+        check_images(model, x)
     q = model.encode(x) if proposal is None else proposal
     if proposal is not None and tuple(q.batch_shape) != (len(x),):
         raise ValueError(f"proposal has batch shape {tuple(q.batch_shape)}; it needs one distribution "
@@ -130,8 +184,16 @@ def importance_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     softmax of ``log_w`` over the k samples, detached: each column sums to 1.
     L_k = logsumexp_s(log w_s) - log k, and its gradient is sum_s w~_s grad log w_s.
     Draws ``q.rsample((k,))``, so with the same seed ``k = 1`` uses the noise of `elbo`.
+    A k whose k * N * D decoded values would pass `MAX_DECODED` is refused, pointing to `iwae_bound`.
     """
+    check_batch(x)
     _check_k(k)
+    decoded = k * len(x) * x[0].numel()
+    if decoded > MAX_DECODED:
+        raise ValueError(f"k = {k} importance samples of {len(x)} images of {x[0].numel()} values hold {decoded:,} "
+                         f"decoded values at once with their graph, more than the {MAX_DECODED:,} allowed in one "
+                         "chunk; to evaluate L_k use iwae_bound(model, x, k, chunk_size=...) under torch.no_grad(), "
+                         "which draws in chunks; to train, use a smaller k or batch")
     q = model.encode(x)
     z = q.rsample((k,))  # (k, N, d): gradients flow through the sampling path
     log_w = model.log_likelihood(x, model.decode(z)) + model.prior().log_prob(z) - q.log_prob(z)

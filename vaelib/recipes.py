@@ -31,7 +31,7 @@ from .data import InMemoryData, load_fashion_mnist, load_mnist
 from .device import get_device, seed_everything
 from .loop import History, LinearAnnealing, adam, fit
 from .models import VAE, Autoencoder, make_encoder
-from .objectives import iwae_loss, vae_loss
+from .objectives import check_kl_weight, iwae_loss, vae_loss
 from .version import __version__
 
 RUNS_ENV = "VAELIB_RUNS"
@@ -39,14 +39,42 @@ DATASETS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
 
 
 def runs_dir(runs: str | os.PathLike | None = None) -> Path:
-    """The folder for cached runs: ``runs``, else ``$VAELIB_RUNS``, else ``runs`` in the working folder."""
-    return Path(runs if runs is not None else (os.environ.get(RUNS_ENV) or "runs")).expanduser()
+    """The folder for cached runs: ``runs``, else ``$VAELIB_RUNS``, else ``runs`` in the working folder.
+
+    Raises ``ValueError`` naming the setting when it is, or lies under, a file."""
+    folder = Path(runs if runs is not None else (os.environ.get(RUNS_ENV) or "runs")).expanduser()
+    if not _nearest_existing(folder).is_dir():
+        raise ValueError(f"{_runs_setting(runs)}: {_nearest_existing(folder)} is a file, not a folder; "
+                         f"point {RUNS_ENV} (or runs=) at a folder for the cached runs")
+    return folder
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _runs_setting(runs) -> str:
+    if runs is not None:
+        return f"runs={runs}"
+    if os.environ.get(RUNS_ENV):
+        return f"{RUNS_ENV}={os.environ[RUNS_ENV]}"
+    return f"the runs folder runs/ ({RUNS_ENV} is not set)"
 
 
 def run_path(config: dict, runs: str | os.PathLike | None = None) -> Path:
-    """Where the run with this configuration lives: ``<runs>/<config["model"]["kind"]>-<hash>.pt``."""
+    """Where the run with this configuration lives: ``<runs>/<config["model"]["kind"]>-<hash>.pt``.
+
+    A run that is not there yet will be written there: a folder without write permission is
+    refused, naming the setting (a run already there can still be read)."""
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    return runs_dir(runs) / f"{config['model']['kind']}-{key}.pt"
+    path = runs_dir(runs) / f"{config['model']['kind']}-{key}.pt"
+    folder = _nearest_existing(path.parent)
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{_runs_setting(runs)}: no permission to write in {folder}, where the run would be "
+                         f"kept; point {RUNS_ENV} (or runs=) at a folder you can write")
+    return path
 
 
 def burda_schedule(stages: int = 8) -> list[tuple[int, float]]:
@@ -175,6 +203,8 @@ def train_mnist_model(
     """
     if kind not in ("ae", "vae"):
         raise ValueError(f"kind must be 'ae' or 'vae', got {kind!r}")
+    check_kl_weight(beta, "beta")  # before the config: a NaN there would be blamed on resuming
+    check_kl_weight(free_bits, "free_bits")
     if kind == "ae" and (beta != 1.0 or free_bits or kl_warmup_steps or not analytic_kl):
         raise ValueError("beta, free_bits and kl_warmup_steps shape a VAE's loss; the autoencoder has no KL term")
     if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k < 1:
