@@ -21,6 +21,9 @@ RIGHT = {
     "gaussian-entropy": lambda lv: 0.5 * (math.log(2 * math.pi * math.e) + lv).sum(-1),
     "hidden-beta": 784,
     "gap-correlation": math.sqrt(1 - math.exp(-2)),
+    "reparam-std": 0.25,
+    "pathwise-sigma-variance": 12.0,  # 4 (a^2 + 2 sigma^2) with a = sigma = 1
+    "optimal-baseline": 4.0,  # a^2 + 3 sigma^2 (vaelib.quadratic_cost_variances' b*)
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -46,6 +49,15 @@ WRONG = [
     ("gap-correlation", 1 - math.exp(-2), "rho squared"),
     ("gap-correlation", 1.5, "strictly between"),
     ("gap-correlation", 0.5, "leaves a gap of 0.144 nats"),
+    ("reparam-std", 0.5, "intended"),
+    ("reparam-std", 0.0625, "variance"),
+    ("reparam-std", 1.0, "exp(logvar)"),
+    ("pathwise-sigma-variance", 4.0, "d/dmu"),
+    ("pathwise-sigma-variance", 16.0, "second moment"),
+    ("pathwise-sigma-variance", 7.0, "E[eps^4] = 3"),
+    ("optimal-baseline", 2.0, "mean baseline"),
+    ("optimal-baseline", 0.0, "minimiser"),
+    ("optimal-baseline", 3.0, "minimise"),
 ]
 
 
@@ -64,9 +76,11 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     assert check(name, answer) is False
     out = capsys.readouterr().out
     assert out.startswith(f"{name}: not yet. Hint: ") and hint in out
-    for secret in ("0.818", "0.9299", "0.930"):  # no answer given away
-        assert secret not in out
-    assert "784" not in out.replace("784 pixels", "")
+    answer_text = {"kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
+                   "pathwise-sigma-variance": ["12"], "optimal-baseline": ["= 4", "is 4"],
+                   "hidden-beta": ["784 "]}  # what would give the answer away
+    for secret in answer_text.get(name, []):
+        assert secret not in out.replace("784 pixels", ""), f"the hint gives away {secret!r}"
 
 
 def test_the_checks_accept_tensors_and_refuse_unknown_names():

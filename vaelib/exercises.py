@@ -163,6 +163,59 @@ def _gap_correlation(answer: Any) -> str | None:
     return f"your rho leaves a gap of {gap(abs(value)):.3f} nats, not 1: solve -1/2 log(1 - rho^2) = 1"
 
 
+# ---- Chapter 4: gradient estimators ---------------------------------------------------------
+
+def _gauss_hermite(g: Callable[[torch.Tensor], torch.Tensor], n: int = 40) -> float:
+    """E[g(eps)] for eps ~ N(0, 1) by Gauss-Hermite quadrature (exact for polynomials of degree < 2n)."""
+    import numpy as np
+
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return float((torch.as_tensor(w) * g(torch.as_tensor(x))).sum() / math.sqrt(2 * math.pi))
+
+
+def _reparam_std(answer: Any) -> str | None:
+    """The std that z = mu + exp(logvar) * eps samples with when logvar = log 0.25."""
+    value = _number(answer)
+    if _close(value, math.exp(math.log(0.25))):
+        return None
+    if _close(value, 0.5):
+        return "0.5 is the intended standard deviation; work out what exp(logvar) is for this logvar"
+    if _close(value, 0.0625):
+        return "that is a variance; the question asks for the standard deviation"
+    return "the line multiplies eps by exp(logvar): that factor is the standard deviation it samples with"
+
+
+def _pathwise_sigma_variance(answer: Any) -> str | None:
+    """Var of the one-sample pathwise estimate of d/dsigma E[(z - k)^2] at mu = 1, sigma = 1, k = 0."""
+    value = _number(answer)
+    mu, sigma, k = 1.0, 1.0, 0.0
+    estimate = lambda e: 2 * (mu + sigma * e - k) * e  # noqa: E731  (f'(z) * eps)
+    mean = _gauss_hermite(estimate)
+    truth = _gauss_hermite(lambda e: estimate(e) ** 2) - mean**2
+    if _close(value, truth):
+        return None
+    if _close(value, 4 * sigma**2):
+        return "4 sigma^2 is the variance of the d/dmu estimate; d/dsigma multiplies f'(z) by eps"
+    if _close(value, truth + mean**2):
+        return "that is the second moment: subtract the square of the mean (the exact gradient 2 sigma)"
+    return "write the estimate as 2 a eps + 2 sigma eps^2 and use E[eps^2] = 1, E[eps^3] = 0, E[eps^4] = 3"
+
+
+def _optimal_baseline(answer: Any) -> str | None:
+    """The optimal constant baseline of the score-function d/dmu estimate for (z - k)^2 at mu = sigma = 1, k = 0."""
+    value = _number(answer)
+    mu, sigma, k = 1.0, 1.0, 0.0
+    f = lambda e: (mu + sigma * e - k) ** 2  # noqa: E731
+    truth = _gauss_hermite(lambda e: f(e) * e**2) / _gauss_hermite(lambda e: e**2)
+    if _close(value, truth):
+        return None
+    if _close(value, _gauss_hermite(f)):
+        return "that is E[f], the mean baseline; the optimal one weighs f by the squared score"
+    if _close(value, 0.0):
+        return "no baseline is unbiased too, but not the minimiser: differentiate the variance in b"
+    return "minimise E[(f - b)^2 s^2] over b, with s = eps / sigma the score of mu"
+
+
 EXERCISES: dict[str, Exercise] = {
     "kl-by-hand": Exercise(2, "KL(N(1, 0.5^2) || N(0, 1)) in nats, a number", _kl_by_hand),
     "kl-unit-variance": Exercise(2, "a function (mu_q, mu_p) -> KL(N(mu_q, 1) || N(mu_p, 1))", _kl_unit_variance),
@@ -171,6 +224,12 @@ EXERCISES: dict[str, Exercise] = {
     "gaussian-entropy": Exercise(3, "a function logvar -> entropy of the diagonal Gaussian per row, (N, d) -> (N,)",
                                  _gaussian_entropy),
     "hidden-beta": Exercise(3, "the beta of mean-over-pixels BCE plus summed KL, a number", _hidden_beta),
+    "reparam-std": Exercise(4, "the standard deviation that z = mu + exp(logvar) * eps samples with, a number",
+                            _reparam_std),
+    "pathwise-sigma-variance": Exercise(4, "Var of the pathwise d/dsigma estimate at mu = sigma = 1, k = 0, a number",
+                                        _pathwise_sigma_variance),
+    "optimal-baseline": Exercise(4, "the optimal constant baseline b* at mu = sigma = 1, k = 0, a number",
+                                 _optimal_baseline),
     "gap-correlation": Exercise(3, "the posterior correlation (> 0) whose best diagonal q misses 1 nat, a number",
                                 _gap_correlation),
 }
