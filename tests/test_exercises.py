@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Right answers, written here independently of the chapters' solutions.
 RIGHT = {
+    "log-odds": lambda x: (math.log(0.7 / 0.3) + math.log(1 / 2) - (x - 2) ** 2 / 8 + (x + 1) ** 2 / 2),
+    "grey-bce": -(0.3 * math.log(0.3) + 0.7 * math.log(0.7)),
+    "bits-per-dim": 80 / 784 / math.log(2),
     "kl-by-hand": math.log(2) + (0.25 + 1) / 2 - 0.5,
     "kl-unit-variance": lambda mq, mp: 0.5 * (mq - mp) ** 2,
     "kl-from-logvar": lambda mu, lv: -0.5 * (1 + lv - mu**2 - lv.exp()).sum(-1),
@@ -27,6 +30,18 @@ RIGHT = {
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
+    ("log-odds", lambda x: -(math.log(0.7 / 0.3) + math.log(1 / 2) - (x - 2) ** 2 / 8 + (x + 1) ** 2 / 2),
+     "upside down"),
+    ("log-odds", lambda x: math.log(0.7 / 0.3) - (x - 2) ** 2 / 8 + (x + 1) ** 2 / 2, "normalising constants"),
+    ("log-odds", lambda x: math.log(2.0) - (x - 2) ** 2 / 8 + (x + 1) ** 2 / 2, "off by a constant"),
+    ("log-odds", lambda x: x, "subtract"),
+    ("grey-bce", 0.0, "does not make the loss zero"),
+    ("grey-bce", -(0.3 * math.log2(0.3) + 0.7 * math.log2(0.7)), "in bits"),
+    ("grey-bce", 0.5, "minimise"),
+    ("bits-per-dim", 80 / 784, "nats per pixel"),
+    ("bits-per-dim", 80 / math.log(2), "bits per image"),
+    ("bits-per-dim", 80 * math.log(2) / 784, "divide by log 2"),
+    ("bits-per-dim", 1.0, "784 pixels"),
     ("kl-by-hand", -0.818, "never negative"),
     ("kl-by-hand", 2.8069, "other direction"),
     ("kl-by-hand", 0.5966, "variance is 0.25"),
@@ -76,7 +91,7 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     assert check(name, answer) is False
     out = capsys.readouterr().out
     assert out.startswith(f"{name}: not yet. Hint: ") and hint in out
-    answer_text = {"kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
+    answer_text = {"grey-bce": ["0.611"], "bits-per-dim": ["0.147"], "kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
                    "pathwise-sigma-variance": ["12"], "optimal-baseline": ["= 4", "is 4"],
                    "hidden-beta": ["784 "]}  # what would give the answer away
     for secret in answer_text.get(name, []):

@@ -46,6 +46,56 @@ def _close(a: float, b: float, rel: float = 1e-3, abs_: float = 1e-4) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
 
 
+# ---- Chapter 1: generative models -------------------------------------------------------------
+
+def _log_odds(answer: Any) -> str | None:
+    """A function x -> log p(y=1 | x) / p(y=0 | x) for weights 0.3, 0.7, means -1, 2, stds 1, 2."""
+    x = torch.linspace(-6, 8, 57, dtype=torch.float64)
+    truth = (math.log(0.7) + Normal(2.0, 2.0).log_prob(x)) - (math.log(0.3) + Normal(-1.0, 1.0).log_prob(x))
+    got = _call(answer, x)
+    if got.shape != truth.shape:
+        return f"one log-odds per x: for {tuple(x.shape)} inputs the answer has that shape; yours gave {tuple(got.shape)}"
+    if torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
+        return None
+    if torch.allclose(got, -truth, rtol=1e-6, atol=1e-8):
+        return "upside down: the log-odds of y = 1 has p(y=1 | x) on top"
+    if torch.allclose(got - truth, torch.full_like(truth, math.log(2.0)), atol=1e-8) or \
+            torch.allclose(truth - got, torch.full_like(truth, math.log(2.0)), atol=1e-8):
+        return "the normalising constants differ now: keep log(sigma_0 / sigma_1)"
+    if torch.allclose(got - truth, (got - truth)[0].expand_as(truth), atol=1e-8):
+        return "off by a constant: check the class weights and the log(sigma_0 / sigma_1) term"
+    return "write log p(x, y) = log w_y - (x - m_y)^2 / (2 s_y^2) - log s_y + const for each class and subtract"
+
+
+def _grey_bce(answer: Any) -> str | None:
+    """The smallest binary cross-entropy a grey pixel x = 0.3 can have, over the predicted mean, in nats."""
+    value = _number(answer)
+    lam = torch.linspace(1e-6, 1 - 1e-6, 200_001, dtype=torch.float64)
+    truth = (-(0.3 * lam.log() + 0.7 * (1 - lam).log())).min().item()
+    if _close(value, truth, rel=1e-4, abs_=1e-5):
+        return None
+    if _close(value, 0.0):
+        return "a perfect reconstruction lambda = x does not make the loss zero when x is grey"
+    if _close(value, truth / math.log(2.0), rel=1e-4):
+        return "that is in bits; the course measures in nats (natural logarithms)"
+    return "minimise -(x log lambda + (1 - x) log(1 - lambda)) over lambda: where is it smallest, and what is it there?"
+
+
+def _bits_per_dim(answer: Any) -> str | None:
+    """80 nats per 28 x 28 image, in bits per pixel."""
+    value = _number(answer)
+    truth = 80 / (784 * math.log(2.0))
+    if _close(value, truth):
+        return None
+    if _close(value, 80 / 784):
+        return "that is nats per pixel: a bit is log 2 nats"
+    if _close(value, 80 / math.log(2.0)):
+        return "that is bits per image: divide by the number of pixels"
+    if _close(value, 80 * math.log(2.0) / 784):
+        return "a bit is log 2 nats, so divide by log 2"
+    return "divide by the 784 pixels and convert nats to bits (1 bit = log 2 nats)"
+
+
 # ---- Chapter 2: KL divergence -----------------------------------------------------------------
 
 def _kl_by_hand(answer: Any) -> str | None:
@@ -217,6 +267,10 @@ def _optimal_baseline(answer: Any) -> str | None:
 
 
 EXERCISES: dict[str, Exercise] = {
+    "log-odds": Exercise(1, "a function x -> log p(y=1 | x) / p(y=0 | x) with unequal stds, elementwise",
+                         _log_odds),
+    "grey-bce": Exercise(1, "the smallest BCE of a grey pixel x = 0.3 over the predicted mean, nats", _grey_bce),
+    "bits-per-dim": Exercise(1, "80 nats per MNIST image in bits per pixel, a number", _bits_per_dim),
     "kl-by-hand": Exercise(2, "KL(N(1, 0.5^2) || N(0, 1)) in nats, a number", _kl_by_hand),
     "kl-unit-variance": Exercise(2, "a function (mu_q, mu_p) -> KL(N(mu_q, 1) || N(mu_p, 1))", _kl_unit_variance),
     "kl-from-logvar": Exercise(2, "a function (mu, logvar) -> KL(q || N(0, I)) per row, (N, d) -> (N,)",
