@@ -18,6 +18,9 @@ MyST                        CommonMark + MathJax
 ``(label)=``                removed
 ``Term`` / ``: definition`` a bullet list, "- **Term**: definition"
 admonition directive        a block quote with a bold title
+``{exercise} title``        a block quote headed "Exercise: title"
+solution-start ... -end     a collapsed solution: its text in ``<details>``, its code cells
+                            hidden (``jupyter.source_hidden``/``outputs_hidden``, Colab's form view)
 ``[text](02_kl_divergence)`` a link to that page of the HTML book
 ==========================  ===================================================================
 
@@ -42,7 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SETUP_TAG = "vaelib-setup"  # the generated first code cell of every chapter notebook
 CAPTION_TAG = "figure-caption"  # generated markdown cells that carry a figure's caption
 ADMONITIONS = {"admonition", "note", "warning", "tip", "hint", "important", "caution", "attention",
-               "danger", "error", "seealso"}
+               "danger", "error", "seealso", "exercise"}
+SOLUTION_TAG = "solution"  # generated markdown cells that hold (the text of) a worked solution
+# A solution's code cell in a notebook: collapsed in JupyterLab and Notebook 7 (source and
+# outputs), in Colab's form view; the reader opens it after trying the exercise.
+HIDDEN = {"jupyter": {"source_hidden": True, "outputs_hidden": True}, "cellView": "form"}
 
 
 class ConversionError(ValueError):
@@ -347,6 +354,8 @@ def to_commonmark(text: str, doc: str, index: BookIndex, config: dict | None = N
             if name not in ADMONITIONS:
                 raise ConversionError(f"{doc}: the directive {{{name}}} has no CommonMark rendering")
             title = argument if name == "admonition" else (argument or name.capitalize())
+            if name == "exercise":
+                title = f"Exercise: {argument}" if argument else "Exercise"
             if name == "seealso" and not argument:
                 title = "See also"
             body = to_commonmark(_directive_body(token.content), doc, index, config)
@@ -404,11 +413,21 @@ def colab_notebook(md_path: Path, provenance: dict, root: Path = ROOT,
     doc = doc or md_path.resolve().relative_to(root.resolve()).with_suffix("").as_posix()
     source = jupytext.read(md_path)
     cells, figures = [], iter(index.figures.get(doc, []))
+    in_solution = False
     for cell in source.cells:
         if cell.cell_type == "markdown":
-            text = to_commonmark(cell.source, doc, index, config)
-            if text.strip():
-                cells.append(nbformat.v4.new_markdown_cell(text))
+            parts, in_solution = solution_parts(cell.source, config, in_solution)
+            for part, solution in parts:
+                text = to_commonmark(part, doc, index, config) if part.strip() else ""
+                if solution and (text.strip() or not part.strip()):
+                    note = nbformat.v4.new_markdown_cell(
+                        f"<details><summary><b>Solution</b> (open it when you have tried)</summary>\n\n"
+                        f"{text}\n\n</details>" if text.strip() else
+                        "**Solution**: the cells below are collapsed; open them when you have tried.")
+                    note.metadata["tags"] = [SOLUTION_TAG]
+                    cells.append(note)
+                elif text.strip():
+                    cells.append(nbformat.v4.new_markdown_cell(text))
             continue
         if cell.cell_type != "code":
             continue
@@ -419,6 +438,8 @@ def colab_notebook(md_path: Path, provenance: dict, root: Path = ROOT,
             cells.append(setup)
         code = nbformat.v4.new_code_cell(cell.source)
         code.metadata.update({k: cell.metadata[k] for k in ("tags", "mystnb") if k in cell.metadata})
+        if in_solution:
+            code.metadata.update(HIDDEN)
         cells.append(code)
         caption = figure_caption(cell)
         if caption:
@@ -435,6 +456,25 @@ def colab_notebook(md_path: Path, provenance: dict, root: Path = ROOT,
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i:03d}"  # stable ids keep diffs to what really changed
     return nb
+
+
+def solution_parts(text: str, config: dict, in_solution: bool) -> tuple[list[tuple[str, bool]], bool]:
+    """``text`` (one markdown cell) cut at its ``{solution-start}`` and ``{solution-end}``
+    directives, which are dropped: ([(part, inside a solution?)], inside a solution at its end).
+    ``in_solution`` says whether the cell begins inside one (a solution's code cells sit between
+    markdown cells). The part that opens a solution is kept even when empty, so the notebook
+    says that a solution follows; other empty parts are dropped."""
+    lines = text.split("\n")
+    parts, start, opening = [], 0, False
+    for token in parser(config).parse(text):
+        d = _directive(token)
+        if not d or d[0] not in ("solution-start", "solution-end"):
+            continue
+        parts.append(("\n".join(lines[start:token.map[0]]), in_solution, opening))
+        in_solution, start = d[0] == "solution-start", token.map[1]
+        opening = in_solution
+    parts.append(("\n".join(lines[start:]), in_solution, opening))
+    return [(part, solution) for part, solution, opens in parts if part.strip() or opens], in_solution
 
 
 def chapter_code_cells(nb) -> list:

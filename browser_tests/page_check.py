@@ -20,6 +20,8 @@ reported. A page has a problem when
 - a cell output shows an error, a traceback or a Python warning;
 - a link to a page of the site leads to no file, or to no anchor: on the page itself as the
   browser sees it, on another page as its HTML has it;
+- a worked solution (``.solution``) is shown when the page loads, or does not open when its
+  toggle is clicked;
 - it is a chapter page (``book/NN_*.html``) without a download button. (The Colab button and
   the download's content are tools/check_book.py's business.)
 
@@ -51,6 +53,7 @@ class PageCheck:
     problems: list[str] = field(default_factory=list)
     math_nodes: int = 0
     images: int = 0
+    solutions: int = 0
 
 
 def site_pages(root: Path) -> list[str]:
@@ -186,6 +189,44 @@ async () => {
            mathjax: !!(window.MathJax && MathJax.startup) };
 }
 """
+
+
+# Each worked solution (sphinx-exercise's ``.solution`` admonition): folded when the page
+# loads, opened by its toggle. Clicks every toggle twice, so the page ends as it began.
+SOLUTIONS_JS = r"""
+async () => {
+  const pause = () => new Promise(resolve => setTimeout(resolve, 400));
+  const visible = el => el.checkVisibility ? el.checkVisibility() : el.offsetParent !== null;
+  const results = [];
+  for (const solution of document.querySelectorAll(".solution")) {
+    const title = solution.querySelector(".admonition-title, summary");
+    const body = [...solution.querySelectorAll(":scope > *, :scope > section > *")].filter(el =>
+      !el.matches(".admonition-title, summary, button, .toggle-button, section") && el.textContent.trim());
+    const shown = () => body.some(visible);
+    const name = (title ? title.textContent : "(untitled)").replace(/\s+/g, " ").trim().slice(0, 60);
+    const atLoad = shown();
+    const toggle = solution.querySelector("button.toggle-button, summary") || title;
+    if (toggle) { toggle.click(); await pause(); }
+    const afterClick = shown();
+    if (toggle) { toggle.click(); await pause(); }
+    results.push({ name, atLoad, afterClick, parts: body.length, toggle: !!toggle });
+  }
+  return results;
+}
+"""
+
+
+def solution_problems(solutions: list[dict]) -> list[str]:
+    """A solution must be folded at load and open at a click (SOLUTIONS_JS's findings)."""
+    problems = []
+    for s in solutions:
+        if not s["parts"]:
+            problems.append(f"solution {s['name']!r} is empty")
+        elif s["atLoad"]:
+            problems.append(f"solution shown before it is asked for: {s['name']!r}")
+        elif not s["afterClick"]:
+            problems.append(f"solution does not open when clicked: {s['name']!r}")
+    return problems
 
 
 def watch(page, url: str, problems: list[str]) -> None:
@@ -331,6 +372,9 @@ def check_page(page, root: Path, url: str, rel: str) -> PageCheck:
     facts = page.evaluate(INSPECT_JS)
     check.problems += fact_problems(facts)
     check.problems += figure_text_problems(root, url, facts["figures"], facts["window"])
+    solutions = page.evaluate(SOLUTIONS_JS)
+    check.problems += solution_problems(solutions)
+    check.solutions = len(solutions)
     check.math_nodes, check.images = facts["mathCount"], facts["imageCount"]
     links = [(link["href"][len(url):], link["raw"], link["text"]) for link in facts["links"]
              if link["href"].startswith(url)]

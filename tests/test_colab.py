@@ -70,6 +70,44 @@ def test_admonitions_become_block_quotes_with_a_bold_title(index):
     assert convert(":::{note}\nShort.\n:::", index) == "> **Note**\n>\n> Short."
 
 
+def test_an_exercise_becomes_a_block_quote_headed_exercise(index):
+    text = "```{exercise} A KL by hand (★)\n:label: ex-kl\n\nCompute it, with {eq}`eq-one`.\n```"
+    assert convert(text, index) == "> **Exercise: A KL by hand (★)**\n>\n> Compute it, with (1.1)."
+
+
+def test_a_solution_is_folded_and_its_code_cells_collapsed(tmp_path):
+    """The notebook a reader opens shows the question, then a folded solution: its text in
+    <details>, its code cells hidden (JupyterLab, Notebook 7, Colab's form view)."""
+    from _ext.colab import HIDDEN, SOLUTION_TAG, colab_notebook
+
+    md = tmp_path / "book" / "ex.md"
+    md.parent.mkdir()
+    (tmp_path / "_config.yml").write_text((ROOT / "_config.yml").read_text())
+    md.write_text(
+        "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+        "kernelspec:\n  name: python3\n  display_name: Python 3\n---\n\n# Ex\n\n"
+        "```{code-cell} ipython3\nx = 1\n```\n\n"
+        "```{exercise} Twice (★)\n:label: ex-twice\n\nWhat is $2x$?\n```\n\n"
+        "```{solution-start} ex-twice\n:class: dropdown\n```\n\nDouble it:\n\n"
+        "```{code-cell} ipython3\nprint(2 * x)\n```\n\nSo $2x = 2$.\n\n"
+        "```{code-cell} ipython3\nassert 2 * x == 2\n```\n\n"
+        "```{solution-end}\n```\n\nAfter the exercise.\n\n"
+        "```{code-cell} ipython3\ny = 3\n```\n")
+    index = BookIndex(base_url=BASE, titles={"book/ex": "Ex"})
+    nb = colab_notebook(md, {"commit": "f" * 40, "version": "0"}, root=tmp_path, index=index, doc="book/ex")
+    kinds = [(c.cell_type, c.source.splitlines()[0] if c.source else "") for c in nb.cells]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.source for c in code[1:]] == ["x = 1", "print(2 * x)", "assert 2 * x == 2", "y = 3"]
+    hidden = [all(c.metadata.get(k) == v for k, v in HIDDEN.items()) for c in code[1:]]
+    assert hidden == [False, True, True, False]
+    folded = [c for c in nb.cells if SOLUTION_TAG in c.metadata.get("tags", [])]
+    assert [c.source.count("<details>") for c in folded] == [1, 1]
+    assert "Double it:" in folded[0].source and "So $2x = 2$." in folded[1].source
+    assert kinds.index(("markdown", "> **Exercise: Twice (★)**")) < nb.cells.index(folded[0])
+    assert any(c.source == "After the exercise." for c in nb.cells if c.cell_type == "markdown")
+    assert not any("solution-" in c.source for c in nb.cells)
+
+
 def test_code_and_relative_links(index):
     out = convert("Write ``{cite}`k1` `` to get {cite:t}`k1`; see [B](b.md#sec-x) and [web](https://x.org).", index)
     assert out == (f"Write ``{{cite}}`k1` `` to get [Kingma and Welling (2014)]({BASE}book/refs.html#cite-k1); "

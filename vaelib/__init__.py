@@ -46,6 +46,7 @@ from .plotting import Table, image_grid, plot_codes, plot_history, show_images, 
 from .recipes import RUNS_ENV, runs_dir, train_mnist_classifier, train_mnist_model
 from .recipes import train_conditional_vae, train_label_classifier, train_m2
 from .tractable import GaussianMixture1D, LinearGaussianModel, ScalarLatentModel, log_normal
+from . import exercises
 from .version import __version__
 
 __all__ = [
@@ -141,4 +142,6 @@ __all__ = [
     "Table",
     "use_book_style",
     "smallest_text_px",
+    # exercises.py: checks for the chapters' exercises
+    "exercises",
 ]

@@ -1,0 +1,311 @@
+"""Checks for the chapters' exercises: ``check(name, answer)`` says right or not yet, with a hint.
+
+Each exercise whose answer is a number or a function has an entry in ``EXERCISES``, under the
+name the chapter shows beside it (``vaelib.exercises.check("kl-by-hand", 0.443)``). A check
+compares the answer with a value computed here by another route than the worked solution's
+(a closed form against ``torch.distributions``, say), or calls an answered function on random
+inputs; it never prints the solution. Its hints name the usual mistakes: the sign of a KL,
+a log-variance read as a log standard deviation, a mean over pixels where a sum belongs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.distributions import Normal, kl_divergence
+
+__all__ = ["EXERCISES", "Exercise", "check"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One checkable exercise: where it is, what it asks for, and how an answer is judged.
+
+    ``judge(answer)`` returns None for a right answer, else a hint (never the answer itself).
+    """
+
+    chapter: int
+    asks: str
+    judge: Callable[[Any], str | None]
+
+
+def _number(answer: Any) -> float:
+    if isinstance(answer, torch.Tensor):
+        if answer.numel() != 1:
+            raise TypeError(f"the answer is one number; got a tensor of shape {tuple(answer.shape)}")
+        answer = answer.item()
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        raise TypeError(f"the answer is one number (a float); got {type(answer).__name__}")
+    return float(answer)
+
+
+def _close(a: float, b: float, rel: float = 1e-3, abs_: float = 1e-4) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+# ---- Chapter 1: generative models -------------------------------------------------------------
+
+def _log_odds(answer: Any) -> str | None:
+    """A function x -> log p(y=1 | x) / p(y=0 | x) for weights 0.3, 0.7, means -1, 2, stds 1, 2."""
+    x = torch.linspace(-6, 8, 57, dtype=torch.float64)
+    truth = (math.log(0.7) + Normal(2.0, 2.0).log_prob(x)) - (math.log(0.3) + Normal(-1.0, 1.0).log_prob(x))
+    got = _call(answer, x)
+    if got.shape != truth.shape:
+        return f"one log-odds per x: for {tuple(x.shape)} inputs the answer has that shape; yours gave {tuple(got.shape)}"
+    if torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
+        return None
+    if torch.allclose(got, -truth, rtol=1e-6, atol=1e-8):
+        return "upside down: the log-odds of y = 1 has p(y=1 | x) on top"
+    if torch.allclose(got - truth, torch.full_like(truth, math.log(2.0)), atol=1e-8) or \
+            torch.allclose(truth - got, torch.full_like(truth, math.log(2.0)), atol=1e-8):
+        return "the normalising constants differ now: keep log(sigma_0 / sigma_1)"
+    if torch.allclose(got - truth, (got - truth)[0].expand_as(truth), atol=1e-8):
+        return "off by a constant: check the class weights and the log(sigma_0 / sigma_1) term"
+    return "write log p(x, y) = log w_y - (x - m_y)^2 / (2 s_y^2) - log s_y + const for each class and subtract"
+
+
+def _grey_bce(answer: Any) -> str | None:
+    """The smallest binary cross-entropy a grey pixel x = 0.3 can have, over the predicted mean, in nats."""
+    value = _number(answer)
+    lam = torch.linspace(1e-6, 1 - 1e-6, 200_001, dtype=torch.float64)
+    truth = (-(0.3 * lam.log() + 0.7 * (1 - lam).log())).min().item()
+    if _close(value, truth, rel=1e-4, abs_=1e-5):
+        return None
+    if _close(value, 0.0):
+        return "a perfect reconstruction lambda = x does not make the loss zero when x is grey"
+    if _close(value, truth / math.log(2.0), rel=1e-4):
+        return "that is in bits; the course measures in nats (natural logarithms)"
+    return "minimise -(x log lambda + (1 - x) log(1 - lambda)) over lambda: where is it smallest, and what is it there?"
+
+
+def _bits_per_dim(answer: Any) -> str | None:
+    """80 nats per 28 x 28 image, in bits per pixel."""
+    value = _number(answer)
+    truth = 80 / (784 * math.log(2.0))
+    if _close(value, truth):
+        return None
+    if _close(value, 80 / 784):
+        return "that is nats per pixel: a bit is log 2 nats"
+    if _close(value, 80 / math.log(2.0)):
+        return "that is bits per image: divide by the number of pixels"
+    if _close(value, 80 * math.log(2.0) / 784):
+        return "a bit is log 2 nats, so divide by log 2"
+    return "divide by the 784 pixels and convert nats to bits (1 bit = log 2 nats)"
+
+
+# ---- Chapter 2: KL divergence -----------------------------------------------------------------
+
+def _kl_by_hand(answer: Any) -> str | None:
+    """KL(N(1, 0.5^2) || N(0, 1)) in nats."""
+    value = _number(answer)
+    truth = kl_divergence(Normal(1.0, 0.5), Normal(0.0, 1.0)).item()
+    if _close(value, truth):
+        return None
+    if value < 0:
+        return "a KL divergence is never negative: check the sign of each term (KL = E_q[log q - log p])"
+    if _close(value, kl_divergence(Normal(0.0, 1.0), Normal(1.0, 0.5)).item()):
+        return "that is KL(p || q), the other direction: the expectation is under q = N(1, 0.5^2)"
+    wrong_var = 0.5 * (1.0 + 0.5 - math.log(0.5) - 1.0)  # 0.5 used as the variance
+    if _close(value, wrong_var):
+        return "0.5 is the standard deviation: the variance is 0.25"
+    return "write KL = log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2 and put the numbers in"
+
+
+def _random_normals(n: int = 64, d: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(n, d, generator=g, dtype=torch.float64)
+    logvar = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return mu, logvar
+
+
+def _call(fn: Any, *args) -> torch.Tensor:
+    if not callable(fn):
+        raise TypeError(f"the answer is a function; got {type(fn).__name__}")
+    out = fn(*args)
+    return torch.as_tensor(out, dtype=torch.float64)
+
+
+def _kl_from_logvar(answer: Any) -> str | None:
+    """A function (mu, logvar) -> KL(N(mu, exp(logvar)) || N(0, I)) per row, (N, d) -> (N,)."""
+    mu, logvar = _random_normals()
+    truth = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
+    got = _call(answer, mu, logvar)
+    if got.shape != truth.shape:
+        if got.shape == mu.shape:
+            return "one KL per row: sum over the d dimensions (the KL of independent dimensions adds up)"
+        return f"for (N, d) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
+    if torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
+        return None
+    if torch.allclose(got, -truth, rtol=1e-6, atol=1e-8):
+        return "the sign is flipped: KL >= 0, so -1/2 sum(1 + logvar - mu^2 - exp(logvar))"
+    as_log_sigma = kl_divergence(Normal(mu, logvar.exp()), Normal(0.0, 1.0)).sum(-1)
+    if torch.allclose(got, as_log_sigma, rtol=1e-6, atol=1e-8):
+        return "you treated logvar as log(sigma): the variance is exp(logvar), sigma is exp(logvar / 2)"
+    if torch.allclose(got, truth / mu.shape[1], rtol=1e-6, atol=1e-8):
+        return "you averaged over the dimensions: the KL of a diagonal Gaussian is their sum"
+    return "compare with the closed form of Chapter 2 term by term on one dimension first"
+
+
+def _kl_unit_variance(answer: Any) -> str | None:
+    """A function (mu_q, mu_p) -> KL(N(mu_q, 1) || N(mu_p, 1)), elementwise."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
+    truth = kl_divergence(Normal(a, 1.0), Normal(b, 1.0))
+    got = _call(answer, a, b)
+    if got.shape == truth.shape and torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
+        return None
+    if got.shape == truth.shape and torch.allclose(got, (a - b).abs(), rtol=1e-6, atol=1e-8):
+        return "|mu_q - mu_p| is a distance; the KL of unit-variance Gaussians grows with its square"
+    if got.shape == truth.shape and torch.allclose(got, (a - b) ** 2, rtol=1e-6, atol=1e-8):
+        return "close: check the constant in front of the square"
+    return "put sigma_q = sigma_p = 1 into the closed form: only one term is left"
+
+
+# ---- Chapter 3: the ELBO ----------------------------------------------------------------------
+
+def _gaussian_entropy(answer: Any) -> str | None:
+    """A function logvar -> entropy (nats) of N(mu, diag(exp(logvar))), (N, d) -> (N,)."""
+    _, logvar = _random_normals(seed=2)
+    truth = Normal(torch.zeros_like(logvar), (0.5 * logvar).exp()).entropy().sum(-1)
+    got = _call(answer, logvar)
+    if got.shape != truth.shape:
+        return f"one entropy per row: for (N, d) log-variances the answer has shape (N,); yours gave {tuple(got.shape)}"
+    if torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
+        return None
+    as_log_sigma = Normal(torch.zeros_like(logvar), logvar.exp()).entropy().sum(-1)
+    if torch.allclose(got, as_log_sigma, rtol=1e-6, atol=1e-8):
+        return "you treated logvar as log(sigma): H = 1/2 sum(log(2 pi e) + logvar)"
+    return "H(N(mu, sigma^2)) = 1/2 log(2 pi e sigma^2) per dimension, summed over the dimensions"
+
+
+def _hidden_beta(answer: Any) -> str | None:
+    """The beta of a loss that averages BCE over the 784 pixels but sums the KL over the codes."""
+    value = _number(answer)
+    if _close(value, 784.0):
+        return None
+    if _close(value, 1 / 784):
+        return "upside down: divide the whole loss by the reconstruction's factor, then read the KL's weight"
+    if _close(value, 1.0):
+        return "the two terms are not on the same scale: one is a mean over 784 pixels, the other a sum"
+    return ("write the mean over the D pixels as (1/D) times their sum, then scale the whole loss so its "
+            "reconstruction term is the summed log-likelihood: what weighs the KL?")
+
+
+def _gap_correlation(answer: Any) -> str | None:
+    """The posterior correlation rho > 0 at which the best diagonal q falls 1 nat short."""
+    value = _number(answer)
+    # the gap of the best diagonal q, from the covariance itself: KL(q* || p) by log-determinants
+    def gap(rho: float) -> float:
+        cov = torch.tensor([[1.0, rho], [rho, 1.0]], dtype=torch.float64)
+        return 0.5 * (torch.linalg.inv(cov).diagonal().log().sum() + torch.logdet(cov)).item()
+
+    if 0 < value < 1 and _close(gap(value), 1.0, rel=1e-4, abs_=1e-4):
+        return None
+    if -1 < value < 0 and _close(gap(-value), 1.0, rel=1e-4, abs_=1e-4):
+        return "either sign leaves the same gap; give the positive correlation"
+    if 0 < value < 1 and _close(value, 1 - math.exp(-2.0)):
+        return "that is rho squared"
+    if not -1 < value < 1:
+        return "a correlation lies strictly between -1 and 1"
+    return f"your rho leaves a gap of {gap(abs(value)):.3f} nats, not 1: solve -1/2 log(1 - rho^2) = 1"
+
+
+# ---- Chapter 4: gradient estimators ---------------------------------------------------------
+
+def _gauss_hermite(g: Callable[[torch.Tensor], torch.Tensor], n: int = 40) -> float:
+    """E[g(eps)] for eps ~ N(0, 1) by Gauss-Hermite quadrature (exact for polynomials of degree < 2n)."""
+    import numpy as np
+
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return float((torch.as_tensor(w) * g(torch.as_tensor(x))).sum() / math.sqrt(2 * math.pi))
+
+
+def _reparam_std(answer: Any) -> str | None:
+    """The std that z = mu + exp(logvar) * eps samples with when logvar = log 0.25."""
+    value = _number(answer)
+    if _close(value, math.exp(math.log(0.25))):
+        return None
+    if _close(value, 0.5):
+        return "0.5 is the intended standard deviation; work out what exp(logvar) is for this logvar"
+    if _close(value, 0.0625):
+        return "that is a variance; the question asks for the standard deviation"
+    return "the line multiplies eps by exp(logvar): that factor is the standard deviation it samples with"
+
+
+def _pathwise_sigma_variance(answer: Any) -> str | None:
+    """Var of the one-sample pathwise estimate of d/dsigma E[(z - k)^2] at mu = 1, sigma = 1, k = 0."""
+    value = _number(answer)
+    mu, sigma, k = 1.0, 1.0, 0.0
+    estimate = lambda e: 2 * (mu + sigma * e - k) * e  # noqa: E731  (f'(z) * eps)
+    mean = _gauss_hermite(estimate)
+    truth = _gauss_hermite(lambda e: estimate(e) ** 2) - mean**2
+    if _close(value, truth):
+        return None
+    if _close(value, 4 * sigma**2):
+        return "4 sigma^2 is the variance of the d/dmu estimate; d/dsigma multiplies f'(z) by eps"
+    if _close(value, truth + mean**2):
+        return "that is the second moment: subtract the square of the mean (the exact gradient 2 sigma)"
+    return "write the estimate as 2 a eps + 2 sigma eps^2 and use E[eps^2] = 1, E[eps^3] = 0, E[eps^4] = 3"
+
+
+def _optimal_baseline(answer: Any) -> str | None:
+    """The optimal constant baseline of the score-function d/dmu estimate for (z - k)^2 at mu = sigma = 1, k = 0."""
+    value = _number(answer)
+    mu, sigma, k = 1.0, 1.0, 0.0
+    f = lambda e: (mu + sigma * e - k) ** 2  # noqa: E731
+    truth = _gauss_hermite(lambda e: f(e) * e**2) / _gauss_hermite(lambda e: e**2)
+    if _close(value, truth):
+        return None
+    if _close(value, _gauss_hermite(f)):
+        return "that is E[f], the mean baseline; the optimal one weighs f by the squared score"
+    if _close(value, 0.0):
+        return "no baseline is unbiased too, but not the minimiser: differentiate the variance in b"
+    return "minimise E[(f - b)^2 s^2] over b, with s = eps / sigma the score of mu"
+
+
+EXERCISES: dict[str, Exercise] = {
+    "log-odds": Exercise(1, "a function x -> log p(y=1 | x) / p(y=0 | x) with unequal stds, elementwise",
+                         _log_odds),
+    "grey-bce": Exercise(1, "the smallest BCE of a grey pixel x = 0.3 over the predicted mean, nats", _grey_bce),
+    "bits-per-dim": Exercise(1, "80 nats per MNIST image in bits per pixel, a number", _bits_per_dim),
+    "kl-by-hand": Exercise(2, "KL(N(1, 0.5^2) || N(0, 1)) in nats, a number", _kl_by_hand),
+    "kl-unit-variance": Exercise(2, "a function (mu_q, mu_p) -> KL(N(mu_q, 1) || N(mu_p, 1))", _kl_unit_variance),
+    "kl-from-logvar": Exercise(2, "a function (mu, logvar) -> KL(q || N(0, I)) per row, (N, d) -> (N,)",
+                               _kl_from_logvar),
+    "gaussian-entropy": Exercise(3, "a function logvar -> entropy of the diagonal Gaussian per row, (N, d) -> (N,)",
+                                 _gaussian_entropy),
+    "hidden-beta": Exercise(3, "the beta of mean-over-pixels BCE plus summed KL, a number", _hidden_beta),
+    "reparam-std": Exercise(4, "the standard deviation that z = mu + exp(logvar) * eps samples with, a number",
+                            _reparam_std),
+    "pathwise-sigma-variance": Exercise(4, "Var of the pathwise d/dsigma estimate at mu = sigma = 1, k = 0, a number",
+                                        _pathwise_sigma_variance),
+    "optimal-baseline": Exercise(4, "the optimal constant baseline b* at mu = sigma = 1, k = 0, a number",
+                                 _optimal_baseline),
+    "gap-correlation": Exercise(3, "the posterior correlation (> 0) whose best diagonal q misses 1 nat, a number",
+                                _gap_correlation),
+}
+
+
+def check(name: str, answer: Any) -> bool:
+    """Check ``answer`` to the exercise ``name`` (as the chapter shows it); print right or a hint.
+
+    Returns True for a right answer. The hint names a likely mistake; the solution itself is
+    only in the book, behind its "Solution" button.
+    """
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise {name!r} to check; the checkable ones are {sorted(EXERCISES)}")
+    exercise = EXERCISES[name]
+    try:
+        hint = exercise.judge(answer)
+    except TypeError as err:
+        hint = str(err)
+    except Exception as err:  # the reader's function failed: say so, as a hint
+        hint = f"calling your answer failed: {type(err).__name__}: {err}"
+    if hint is None:
+        print(f"{name}: right.")
+        return True
+    print(f"{name}: not yet. Hint: {hint}.")
+    return False
