@@ -192,26 +192,40 @@ async () => {
 
 
 # Each worked solution (sphinx-exercise's ``.solution`` admonition): folded when the page
-# loads, opened by its toggle. Clicks every toggle twice, so the page ends as it began.
+# loads (sphinx-togglebutton hides it by visibility, height and opacity), opened by its toggle.
+# Leaves every solution open, so the rest of the check (math width, raw TeX, images) covers
+# solutions too; CLOSE_SOLUTIONS_JS folds them again before the screenshot.
 SOLUTIONS_JS = r"""
 async () => {
   const pause = () => new Promise(resolve => setTimeout(resolve, 400));
-  const visible = el => el.checkVisibility ? el.checkVisibility() : el.offsetParent !== null;
+  const seen = el => el.getBoundingClientRect().height > 0 && (!el.checkVisibility || el.checkVisibility(
+    { checkOpacity: true, checkVisibilityCSS: true, opacityProperty: true, visibilityProperty: true }));
   const results = [];
   for (const solution of document.querySelectorAll(".solution")) {
     const title = solution.querySelector(".admonition-title, summary");
     const body = [...solution.querySelectorAll(":scope > *, :scope > section > *")].filter(el =>
       !el.matches(".admonition-title, summary, button, .toggle-button, section") && el.textContent.trim());
-    const shown = () => body.some(visible);
+    const shown = () => body.some(seen);
     const name = (title ? title.textContent : "(untitled)").replace(/\s+/g, " ").trim().slice(0, 60);
     const atLoad = shown();
     const toggle = solution.querySelector("button.toggle-button, summary") || title;
-    if (toggle) { toggle.click(); await pause(); }
+    if (toggle && !atLoad) { toggle.click(); await pause(); }
     const afterClick = shown();
-    if (toggle) { toggle.click(); await pause(); }
+    if (toggle && !atLoad && afterClick) solution.dataset.openedByCheck = "1";
     results.push({ name, atLoad, afterClick, parts: body.length, toggle: !!toggle });
   }
   return results;
+}
+"""
+CLOSE_SOLUTIONS_JS = r"""
+async () => {
+  for (const solution of document.querySelectorAll(".solution[data-opened-by-check]")) {
+    const toggle = solution.querySelector("button.toggle-button, summary") ||
+                   solution.querySelector(".admonition-title");
+    if (toggle) toggle.click();
+    delete solution.dataset.openedByCheck;
+  }
+  await new Promise(resolve => setTimeout(resolve, 400));
 }
 """
 
@@ -369,12 +383,13 @@ def check_page(page, root: Path, url: str, rel: str) -> PageCheck:
     if response is None or response.status != 200:
         check.problems.append(f"did not load (HTTP {response.status if response else 'no response'})")
         return check
-    facts = page.evaluate(INSPECT_JS)
-    check.problems += fact_problems(facts)
-    check.problems += figure_text_problems(root, url, facts["figures"], facts["window"])
-    solutions = page.evaluate(SOLUTIONS_JS)
+    solutions = page.evaluate(SOLUTIONS_JS)  # and leaves them open for the checks below
     check.problems += solution_problems(solutions)
     check.solutions = len(solutions)
+    facts = page.evaluate(INSPECT_JS)
+    page.evaluate(CLOSE_SOLUTIONS_JS)
+    check.problems += fact_problems(facts)
+    check.problems += figure_text_problems(root, url, facts["figures"], facts["window"])
     check.math_nodes, check.images = facts["mathCount"], facts["imageCount"]
     links = [(link["href"][len(url):], link["raw"], link["text"]) for link in facts["links"]
              if link["href"].startswith(url)]

@@ -68,6 +68,12 @@ DOWNLOAD = ('<li><a class="btn btn-sm btn-download-notebook-button dropdown-item
             'href="../_sources/book/{stem}.ipynb">.ipynb</a></li>')
 MATHJAX_SCRIPT = '<script defer="defer" src="../_static/mathjax/tex-chtml.js"></script>'
 
+# A worked solution as sphinx-exercise writes it; FOLD is sphinx-togglebutton's way of hiding it.
+SOLUTION = ('<div class="{classes}"><p class="admonition-title">Solution to Exercise 1{button}</p>'
+            "<section><p>The answer, $x = 2$.</p></section></div>")
+FOLD = ("<style>.admonition.toggle-hidden .admonition-title ~ * "
+        "{ height: 0; margin: 0; opacity: 0; visibility: hidden; display: block; }</style>")
+
 # page stem -> (what is changed, text that must appear in one of its problems)
 DEFECTS = {
     "02_raw_dollars": ({"body": "<p>$$ \\frac{1}{2} $$ was left as typed.</p>"}, "raw TeX in visible text"),
@@ -140,6 +146,22 @@ DEFECTS = {
                  "<figcaption>A wide figure.</figcaption></figure></div>"},
         "",
     ),
+    "25_solution_shown": (
+        {"body": SOLUTION.format(classes="solution dropdown admonition", button="")},
+        "solution shown before it is asked for: 'Solution to Exercise 1'",
+    ),
+    "26_solution_stuck": (
+        {"head": FOLD, "body": SOLUTION.format(classes="solution dropdown admonition toggle-hidden",
+                                                 button='<button class="toggle-button"></button>')},
+        "solution does not open when clicked: 'Solution to Exercise 1'",
+    ),
+    "27_folded_solution": (  # as sphinx-exercise and sphinx-togglebutton make it: passes (its own test)
+        {"head": FOLD, "body": SOLUTION.format(
+            classes="solution dropdown admonition toggle-hidden",
+            button="<button class=\"toggle-button\" onclick=\"this.closest('.solution')"
+                   ".classList.toggle('toggle-hidden')\"></button>")},
+        "",
+    ),
     "21_scrolled_equation": (  # allowed on a phone (test_a_phone_allows_an_equation_that_scrolls_in_its_box)
         {"head": "<style>div.math { overflow-x: auto; }</style>",
          "body": '<div class="math notranslate nohighlight">\\[' + " + ".join(f"x_{{{i}}}" for i in range(150))
@@ -210,6 +232,13 @@ def test_on_a_phone_a_wide_figure_with_desktop_sized_text_is_caught(page, fixtur
     assert any("figure text too small: ../_images/wide.png" in p and "(at least 6 px)" in p for p in problems), problems
 
 
+def test_a_folded_solution_that_opens_on_a_click_passes(page, fixture_site):
+    for viewport in (DESKTOP, PHONE):
+        page.set_viewport_size(viewport)
+        result = check(page, fixture_site, "book/27_folded_solution.html")
+        assert result.problems == [] and result.solutions == 1
+
+
 def test_a_phone_allows_an_equation_that_scrolls_in_its_box(page, fixture_site):
     page.set_viewport_size(PHONE)
     assert check(page, fixture_site, "book/21_scrolled_equation.html").problems == []
@@ -246,6 +275,9 @@ def test_book_page_reads_correctly(page, book, rel, viewport):
     assert result.problems == [], "\n".join([rel, *result.problems])
     if is_chapter(rel):
         assert result.math_nodes > 0 and result.images > 0, f"{rel}: no math or no figure"
+        source = ROOT / Path(rel).with_suffix(".md")
+        written = source.read_text().count("```{solution-start}") if source.is_file() else 0
+        assert result.solutions == written, f"{rel}: {result.solutions} solutions shown, {written} written"
         assert shot.stat().st_size > 50_000, f"{rel}: its screenshot {shot} is nearly empty"
 
 

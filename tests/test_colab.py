@@ -71,8 +71,8 @@ def test_admonitions_become_block_quotes_with_a_bold_title(index):
 
 
 def test_an_exercise_becomes_a_block_quote_headed_exercise(index):
-    text = "```{exercise} A KL by hand (★)\n:label: ex-kl\n\nCompute it, with {eq}`eq-one`.\n```"
-    assert convert(text, index) == "> **Exercise: A KL by hand (★)**\n>\n> Compute it, with (1.1)."
+    text = "```{exercise} A KL by hand, ★\n:label: ex-kl\n\nCompute it, with {eq}`eq-one`.\n```"
+    assert convert(text, index) == "> **Exercise: A KL by hand, ★**\n>\n> Compute it, with (1.1)."
 
 
 def test_a_solution_is_folded_and_its_code_cells_collapsed(tmp_path):
@@ -87,7 +87,7 @@ def test_a_solution_is_folded_and_its_code_cells_collapsed(tmp_path):
         "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
         "kernelspec:\n  name: python3\n  display_name: Python 3\n---\n\n# Ex\n\n"
         "```{code-cell} ipython3\nx = 1\n```\n\n"
-        "```{exercise} Twice (★)\n:label: ex-twice\n\nWhat is $2x$?\n```\n\n"
+        "```{exercise} Twice, ★\n:label: ex-twice\n\nWhat is $2x$?\n```\n\n"
         "```{solution-start} ex-twice\n:class: dropdown\n```\n\nDouble it:\n\n"
         "```{code-cell} ipython3\nprint(2 * x)\n```\n\nSo $2x = 2$.\n\n"
         "```{code-cell} ipython3\nassert 2 * x == 2\n```\n\n"
@@ -103,7 +103,7 @@ def test_a_solution_is_folded_and_its_code_cells_collapsed(tmp_path):
     folded = [c for c in nb.cells if SOLUTION_TAG in c.metadata.get("tags", [])]
     assert [c.source.count("<details>") for c in folded] == [1, 1]
     assert "Double it:" in folded[0].source and "So $2x = 2$." in folded[1].source
-    assert kinds.index(("markdown", "> **Exercise: Twice (★)**")) < nb.cells.index(folded[0])
+    assert kinds.index(("markdown", "> **Exercise: Twice, ★**")) < nb.cells.index(folded[0])
     assert any(c.source == "After the exercise." for c in nb.cells if c.cell_type == "markdown")
     assert not any("solution-" in c.source for c in nb.cells)
 
@@ -233,3 +233,27 @@ def test_the_leftover_check_bites(bad, what):
 
     assert what in caught(bad)
     assert caught("A clean cell: $a_1 : b$, `code {x}`, a [link](https://x.org) and\n\n$$\ny = 2 \\tag{1.1}\n$$") == []
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_chapter_notebooks_fold_every_worked_solution(ipynb):
+    """Every code cell that the chapter's source puts between {solution-start} and
+    {solution-end} is collapsed in the notebook a reader opens, and nothing else is."""
+    import jupytext
+
+    from _ext.colab import HIDDEN, SOLUTION_TAG, solution_parts
+
+    config = read_config()
+    in_solution, expected = False, []
+    for cell in jupytext.read(ipynb.with_suffix(".md")).cells:
+        if cell.cell_type == "markdown":
+            _, in_solution = solution_parts(cell.source, config, in_solution)
+        elif cell.cell_type == "code":
+            expected.append(in_solution)
+    nb = nbformat.read(ipynb, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and "vaelib-setup" not in c.metadata.get("tags", [])]
+    folded = [all(c.metadata.get(k) == v for k, v in HIDDEN.items()) for c in code]
+    assert folded == expected
+    solutions = ipynb.with_suffix(".md").read_text().count("```{solution-start}")
+    notes = [c for c in nb.cells if SOLUTION_TAG in c.metadata.get("tags", [])]
+    assert len(notes) >= solutions and all(c.cell_type == "markdown" for c in notes)
