@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Right answers, written here independently of the chapters' solutions.
 RIGHT = {
+    "l3-by-hand": -98 + math.log(1 + math.exp(-2) + math.exp(-4)) - math.log(3),
+    "nll-from-weights": lambda log_w: -(torch.logsumexp(log_w, 0) - math.log(len(log_w))),
     "log-odds": lambda x: (math.log(0.7 / 0.3) + math.log(1 / 2) - (x - 2) ** 2 / 8 + (x + 1) ** 2 / 2),
     "grey-bce": -(0.3 * math.log(0.3) + 0.7 * math.log(0.7)),
     "bits-per-dim": 80 / 784 / math.log(2),
@@ -30,6 +32,16 @@ RIGHT = {
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
+    ("l3-by-hand", -100.0, "mean of the log weights"),
+    ("l3-by-hand", -98 + math.log(1 + math.exp(-2) + math.exp(-4)), "subtract log k"),
+    ("l3-by-hand", -98.0, "largest log weight"),
+    ("l3-by-hand", 98.96, "signs"),
+    ("l3-by-hand", -99.5, "factor e^-98 out"),
+    ("nll-from-weights", lambda log_w: torch.logsumexp(log_w, 0) - math.log(len(log_w)), "its negative"),
+    ("nll-from-weights", lambda log_w: -log_w.mean(0), "negative ELBO"),
+    ("nll-from-weights", lambda log_w: -torch.logsumexp(log_w, 0), "subtract log k"),
+    ("nll-from-weights", lambda log_w: -(log_w.exp().mean(0).log()), "underflows"),
+    ("nll-from-weights", lambda log_w: -(torch.logsumexp(log_w, 1) - math.log(log_w.shape[1])), "dimension 0"),
     ("log-odds", lambda x: -(math.log(0.7 / 0.3) + math.log(1 / 2) - (x - 2) ** 2 / 8 + (x + 1) ** 2 / 2),
      "upside down"),
     ("log-odds", lambda x: math.log(0.7 / 0.3) - (x - 2) ** 2 / 8 + (x + 1) ** 2 / 2, "normalising constants"),
@@ -91,7 +103,7 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     assert check(name, answer) is False
     out = capsys.readouterr().out
     assert out.startswith(f"{name}: not yet. Hint: ") and hint in out
-    answer_text = {"grey-bce": ["0.611"], "bits-per-dim": ["0.147"], "kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
+    answer_text = {"l3-by-hand": ["98.9"], "grey-bce": ["0.611"], "bits-per-dim": ["0.147"], "kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
                    "pathwise-sigma-variance": ["12"], "optimal-baseline": ["= 4", "is 4"],
                    "hidden-beta": ["784 "]}  # what would give the answer away
     for secret in answer_text.get(name, []):

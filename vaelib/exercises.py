@@ -266,6 +266,52 @@ def _optimal_baseline(answer: Any) -> str | None:
     return "minimise E[(f - b)^2 s^2] over b, with s = eps / sigma the score of mu"
 
 
+# ---- Chapter 6: the VAE, evaluated --------------------------------------------------------------
+
+_LOG_W3 = (-100.0, -102.0, -98.0)
+
+
+def _l3_by_hand(answer: Any) -> str | None:
+    """L_3 for the log weights -100, -102, -98, in nats."""
+    value = _number(answer)
+    log_w = torch.tensor(_LOG_W3, dtype=torch.float64)
+    truth = (torch.logsumexp(log_w, 0) - math.log(3)).item()
+    if _close(value, truth, rel=1e-6, abs_=1e-4):
+        return None
+    if _close(value, log_w.mean().item()):
+        return "that is the mean of the log weights, the ELBO's estimate; L_k takes the log of the mean weight"
+    if _close(value, truth + math.log(3)):
+        return "subtract log k: L_k is the log of the mean weight, not of their sum"
+    if _close(value, log_w.max().item()):
+        return "close to the largest log weight, but the others add a little and the 1/k takes some away"
+    if value > 0:
+        return "log weights of -100 nats give a bound near -100, not a positive number: check the signs"
+    return "L_3 = log((e^-100 + e^-102 + e^-98) / 3); factor e^-98 out before taking the log"
+
+
+def _nll_from_weights(answer: Any) -> str | None:
+    """A function log_w (k, N) -> the per-image estimate -L_k of the NLL, shape (N,)."""
+    g = torch.Generator().manual_seed(5)
+    log_w = -800 + 3 * torch.randn(50, 7, generator=g, dtype=torch.float64)  # exp underflows, as in float32
+    truth = -(torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]))
+    got = _call(answer, log_w)
+    if got.shape != truth.shape:
+        if got.numel() == log_w.shape[0]:
+            return "that reduces over the images: the k samples are dimension 0, the images dimension 1"
+        return f"one estimate per image: for (k, N) log weights the answer has shape (N,); yours gave {tuple(got.shape)}"
+    if torch.allclose(got, truth, rtol=1e-9, atol=1e-9):
+        return None
+    if torch.allclose(got, -truth, rtol=1e-9, atol=1e-9):
+        return "that is L_k itself; the NLL estimate is its negative"
+    if torch.allclose(got, -log_w.mean(0), rtol=1e-9, atol=1e-9):
+        return "that is the negative ELBO estimate: average the weights, not their logs (log-sum-exp)"
+    if torch.allclose(got, truth - math.log(log_w.shape[0]), rtol=1e-9, atol=1e-9):
+        return "subtract log k inside: L_k = logsumexp(log_w) - log k"
+    if not bool(torch.isfinite(got).all()):
+        return "exp of log weights this small underflows to 0: use torch.logsumexp, not log(mean(exp(...)))"
+    return "L_k = logsumexp over the k samples of log_w, minus log k; the NLL estimate is -L_k"
+
+
 EXERCISES: dict[str, Exercise] = {
     "log-odds": Exercise(1, "a function x -> log p(y=1 | x) / p(y=0 | x) with unequal stds, elementwise",
                          _log_odds),
@@ -284,6 +330,9 @@ EXERCISES: dict[str, Exercise] = {
                                         _pathwise_sigma_variance),
     "optimal-baseline": Exercise(4, "the optimal constant baseline b* at mu = sigma = 1, k = 0, a number",
                                  _optimal_baseline),
+    "l3-by-hand": Exercise(6, "L_3 for the log weights -100, -102, -98, a number", _l3_by_hand),
+    "nll-from-weights": Exercise(6, "a function log_w (k, N) -> the NLL estimate -L_k per image, (N,)",
+                                 _nll_from_weights),
     "gap-correlation": Exercise(3, "the posterior correlation (> 0) whose best diagonal q misses 1 nat, a number",
                                 _gap_correlation),
 }
