@@ -55,16 +55,12 @@ def _log_odds(answer: Any) -> str | None:
     got = _call(answer, x)
     if got.shape != truth.shape:
         return f"one log-odds per x: for {tuple(x.shape)} inputs the answer has that shape; yours gave {tuple(got.shape)}"
-    if torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
-        return None
-    if torch.allclose(got, -truth, rtol=1e-6, atol=1e-8):
-        return "upside down: the log-odds of y = 1 has p(y=1 | x) on top"
-    if torch.allclose(got - truth, torch.full_like(truth, math.log(2.0)), atol=1e-8) or \
-            torch.allclose(truth - got, torch.full_like(truth, math.log(2.0)), atol=1e-8):
-        return "the normalising constants differ now: keep log(sigma_0 / sigma_1)"
-    if torch.allclose(got - truth, (got - truth)[0].expand_as(truth), atol=1e-8):
-        return "off by a constant: check the class weights and the log(sigma_0 / sigma_1) term"
-    return "write log p(x, y) = log w_y - (x - m_y)^2 / (2 s_y^2) - log s_y + const for each class and subtract"
+    return _match(got, truth, [
+        (-truth, "upside down: the log-odds of y = 1 has p(y=1 | x) on top"),
+        (truth + math.log(2.0), "the normalising constants differ now: keep log(sigma_0 / sigma_1)"),
+        (truth - math.log(2.0), "the normalising constants differ now: keep log(sigma_0 / sigma_1)"),
+        (truth + (got - truth)[0], "off by a constant: check the class weights and the log(sigma_0 / sigma_1) term"),
+    ], "write log p(x, y) = log w_y - (x - m_y)^2 / (2 s_y^2) - log s_y + const for each class and subtract")
 
 
 def _grey_bce(answer: Any) -> str | None:
@@ -121,6 +117,18 @@ def _random_normals(n: int = 64, d: int = 5, seed: int = 0):
     return mu, logvar
 
 
+def _match(got: torch.Tensor, truth: torch.Tensor, mistakes: list[tuple[torch.Tensor, str]], otherwise: str,
+           rtol: float = 1e-6, atol: float = 1e-8) -> str | None:
+    """None when ``got`` equals ``truth``; else the hint of the first known mistake it equals;
+    else ``otherwise``. Shapes must agree for a match."""
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return a.shape == b.shape and torch.allclose(a, b, rtol=rtol, atol=atol)
+
+    if same(got, truth):
+        return None
+    return next((hint for wrong, hint in mistakes if same(got, wrong)), otherwise)
+
+
 def _call(fn: Any, *args) -> torch.Tensor:
     if not callable(fn):
         raise TypeError(f"the answer is a function; got {type(fn).__name__}")
@@ -137,16 +145,12 @@ def _kl_from_logvar(answer: Any) -> str | None:
         if got.shape == mu.shape:
             return "one KL per row: sum over the d dimensions (the KL of independent dimensions adds up)"
         return f"for (N, d) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
-    if torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
-        return None
-    if torch.allclose(got, -truth, rtol=1e-6, atol=1e-8):
-        return "the sign is flipped: KL >= 0, so -1/2 sum(1 + logvar - mu^2 - exp(logvar))"
     as_log_sigma = kl_divergence(Normal(mu, logvar.exp()), Normal(0.0, 1.0)).sum(-1)
-    if torch.allclose(got, as_log_sigma, rtol=1e-6, atol=1e-8):
-        return "you treated logvar as log(sigma): the variance is exp(logvar), sigma is exp(logvar / 2)"
-    if torch.allclose(got, truth / mu.shape[1], rtol=1e-6, atol=1e-8):
-        return "you averaged over the dimensions: the KL of a diagonal Gaussian is their sum"
-    return "compare with the closed form of Chapter 2 term by term on one dimension first"
+    return _match(got, truth, [
+        (-truth, "the sign is flipped: KL >= 0, so -1/2 sum(1 + logvar - mu^2 - exp(logvar))"),
+        (as_log_sigma, "you treated logvar as log(sigma): the variance is exp(logvar), sigma is exp(logvar / 2)"),
+        (truth / mu.shape[1], "you averaged over the dimensions: the KL of a diagonal Gaussian is their sum"),
+    ], "compare with the closed form of Chapter 2 term by term on one dimension first")
 
 
 def _kl_unit_variance(answer: Any) -> str | None:
@@ -155,13 +159,10 @@ def _kl_unit_variance(answer: Any) -> str | None:
     a, b = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
     truth = kl_divergence(Normal(a, 1.0), Normal(b, 1.0))
     got = _call(answer, a, b)
-    if got.shape == truth.shape and torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
-        return None
-    if got.shape == truth.shape and torch.allclose(got, (a - b).abs(), rtol=1e-6, atol=1e-8):
-        return "|mu_q - mu_p| is a distance; the KL of unit-variance Gaussians grows with its square"
-    if got.shape == truth.shape and torch.allclose(got, (a - b) ** 2, rtol=1e-6, atol=1e-8):
-        return "close: check the constant in front of the square"
-    return "put sigma_q = sigma_p = 1 into the closed form: only one term is left"
+    return _match(got, truth, [
+        ((a - b).abs(), "|mu_q - mu_p| is a distance; the KL of unit-variance Gaussians grows with its square"),
+        ((a - b) ** 2, "close: check the constant in front of the square"),
+    ], "put sigma_q = sigma_p = 1 into the closed form: only one term is left")
 
 
 # ---- Chapter 3: the ELBO ----------------------------------------------------------------------
@@ -173,12 +174,9 @@ def _gaussian_entropy(answer: Any) -> str | None:
     got = _call(answer, logvar)
     if got.shape != truth.shape:
         return f"one entropy per row: for (N, d) log-variances the answer has shape (N,); yours gave {tuple(got.shape)}"
-    if torch.allclose(got, truth, rtol=1e-6, atol=1e-8):
-        return None
     as_log_sigma = Normal(torch.zeros_like(logvar), logvar.exp()).entropy().sum(-1)
-    if torch.allclose(got, as_log_sigma, rtol=1e-6, atol=1e-8):
-        return "you treated logvar as log(sigma): H = 1/2 sum(log(2 pi e) + logvar)"
-    return "H(N(mu, sigma^2)) = 1/2 log(2 pi e sigma^2) per dimension, summed over the dimensions"
+    return _match(got, truth, [(as_log_sigma, "you treated logvar as log(sigma): H = 1/2 sum(log(2 pi e) + logvar)")],
+                  "H(N(mu, sigma^2)) = 1/2 log(2 pi e sigma^2) per dimension, summed over the dimensions")
 
 
 def _hidden_beta(answer: Any) -> str | None:
@@ -299,17 +297,14 @@ def _nll_from_weights(answer: Any) -> str | None:
         if got.numel() == log_w.shape[0]:
             return "that reduces over the images: the k samples are dimension 0, the images dimension 1"
         return f"one estimate per image: for (k, N) log weights the answer has shape (N,); yours gave {tuple(got.shape)}"
-    if torch.allclose(got, truth, rtol=1e-9, atol=1e-9):
-        return None
-    if torch.allclose(got, -truth, rtol=1e-9, atol=1e-9):
-        return "that is L_k itself; the NLL estimate is its negative"
-    if torch.allclose(got, -log_w.mean(0), rtol=1e-9, atol=1e-9):
-        return "that is the negative ELBO estimate: average the weights, not their logs (log-sum-exp)"
-    if torch.allclose(got, truth - math.log(log_w.shape[0]), rtol=1e-9, atol=1e-9):
-        return "subtract log k inside: L_k = logsumexp(log_w) - log k"
-    if not bool(torch.isfinite(got).all()):
-        return "exp of log weights this small underflows to 0: use torch.logsumexp, not log(mean(exp(...)))"
-    return "L_k = logsumexp over the k samples of log_w, minus log k; the NLL estimate is -L_k"
+    otherwise = ("exp of log weights this small underflows to 0: use torch.logsumexp, not log(mean(exp(...)))"
+                 if not bool(torch.isfinite(got).all()) else
+                 "L_k = logsumexp over the k samples of log_w, minus log k; the NLL estimate is -L_k")
+    return _match(got, truth, [
+        (-truth, "that is L_k itself; the NLL estimate is its negative"),
+        (-log_w.mean(0), "that is the negative ELBO estimate: average the weights, not their logs (log-sum-exp)"),
+        (truth - math.log(log_w.shape[0]), "subtract log k inside: L_k = logsumexp(log_w) - log k"),
+    ], otherwise, rtol=1e-9, atol=1e-9)
 
 
 EXERCISES: dict[str, Exercise] = {
