@@ -78,3 +78,21 @@ def test_chapters_are_executed_over_local_sockets_without_kernel_warnings(capfd)
     execute(nb, Path(__file__).parent)
     assert nb.cells[0].outputs[0]["data"]["text/plain"] == "'None'"  # a reader's run sets no budget either
     assert "WARNING" not in capfd.readouterr().err
+
+
+def test_executing_a_chapter_profiles_its_cells_and_stores_no_timings(capsys):
+    import nbformat
+
+    from tools.notebooks import execute, print_profile
+
+    cells = [nbformat.v4.new_code_cell("import time"), nbformat.v4.new_code_cell("time.sleep(0.6)"),
+             nbformat.v4.new_code_cell("x = 1")]
+    cells[2].metadata.update({"jupyter": {"source_hidden": True}})  # a folded solution
+    nb = nbformat.v4.new_notebook(cells=cells)
+    rows = execute(nb, Path(__file__).parent)
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert rows[1][1] >= 0.6 and rows[0][1] < 0.6 and rows[2][2] and not rows[1][2]
+    assert all("execution" not in c.metadata for c in nb.cells)  # timings vary: never stored
+    print_profile("ch", rows, top=1)
+    out = capsys.readouterr().out
+    assert "of which exercise solutions" in out and "cell   2" in out and "time.sleep" in out

@@ -151,8 +151,9 @@ def merge_streams(outputs: list) -> list:
     return merged
 
 
-def execute(nb, cwd: Path, timeout: int = 1800) -> None:
-    """Run ``nb`` in a fresh kernel in ``cwd`` under the default budget, whatever the machine."""
+def execute(nb, cwd: Path, timeout: int = 1800) -> list[tuple[int, float, bool, str]]:
+    """Run ``nb`` in a fresh kernel in ``cwd`` under the default budget, whatever the machine;
+    return each code cell's time (``cell_seconds``)."""
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
@@ -168,7 +169,7 @@ def execute(nb, cwd: Path, timeout: int = 1800) -> None:
         with tempfile.TemporaryDirectory() as sockets:  # IPC: local sockets, not TCP (ipykernel warns on TCP)
             km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
             try:
-                NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", record_timing=False,
+                NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", record_timing=True,
                                resources={"metadata": {"path": str(cwd)}}).execute()
             finally:
                 if km.has_kernel:  # a kernel manager passed in is ours to stop
@@ -179,6 +180,42 @@ def execute(nb, cwd: Path, timeout: int = 1800) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = merge_streams(cell.outputs)
+    return cell_seconds(nb)
+
+
+def cell_seconds(nb) -> list[tuple[int, float, bool, str]]:
+    """(code cell number, seconds, is a hidden solution, first line) for each executed code cell of
+    ``nb``, from the timings nbclient recorded; the timings are removed (they differ every run and
+    are not part of the stored notebook)."""
+    rows, number = [], 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        number += 1
+        timing = cell.metadata.pop("execution", None)
+        if not timing or "shell.execute_reply" not in timing:
+            continue
+        start = timing.get("iopub.execute_input") or timing["shell.execute_reply.started"]
+        seconds = (_when(timing["shell.execute_reply"]) - _when(start)).total_seconds()
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")
+        rows.append((number, seconds, bool(cell.metadata.get("jupyter", {}).get("source_hidden")), first))
+    return rows
+
+
+def _when(stamp: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def print_profile(name, rows, top: int = 8) -> None:
+    """The chapter's slowest cells, and how much of its time went to set-up, chapter and solutions."""
+    total = sum(s for _, s, _, _ in rows)
+    solutions = sum(s for _, s, hidden, _ in rows if hidden)
+    print(f"{name}: {total:.0f} s in cells, of which exercise solutions {solutions:.1f} s; slowest cells:")
+    for number, seconds, hidden, first in sorted(rows, key=lambda r: -r[1])[:top]:
+        tag = " (solution)" if hidden else ""
+        print(f"  cell {number:3d} {seconds:7.1f} s{tag}  {first[:70]}")
 
 
 def regenerate(md: Path, stored, index) -> nbformat.NotebookNode:
@@ -215,6 +252,7 @@ def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False, pages:
     provenance = vaelib_provenance(allow_dirty) if any(fresh for *_, fresh in todo) else None
     if provenance is not None and not pages:
         shutil.rmtree(BOOK / "runs", ignore_errors=True)  # outputs come from fresh training runs
+    profiles = []
     for md, ipynb, stored, fresh in todo:
         name = md.relative_to(ROOT)
         if fresh:
@@ -222,12 +260,14 @@ def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False, pages:
             t0 = time.perf_counter()
             nb = colab_notebook(md, provenance, index=index)
             try:
-                execute(nb, md.parent)
+                profile = execute(nb, md.parent)
             except CellExecutionError as err:  # the error itself, not nbclient's page of context
                 print(f"{name}: a cell failed, so {ipynb.name} was left as it was and no later chapter ran.\n"
                       f"{err.ename}: {err.evalue}", file=sys.stderr)
                 return 1
             print(f"{name}: executed in {time.perf_counter() - t0:.0f} s", flush=True)
+            print_profile(name, profile)
+            profiles.append((name, profile))
         else:
             nb = regenerate(md, stored, index)
         before = ipynb.read_text(encoding="utf-8") if ipynb.exists() else None
@@ -238,7 +278,21 @@ def sync(mds: list[Path], force: bool = False, allow_dirty: bool = False, pages:
                 print(f"{name}: regenerated around its stored outputs")
         else:
             print(f"{name}: up to date")
+    if len(profiles) > 1:
+        print_summary(profiles)
     return 1 if stale_pages else check(mds, index)
+
+
+def print_summary(profiles) -> None:
+    """One row per executed chapter: its cells' seconds, its solutions' share, its slowest cell."""
+    print(f"\n{'chapter':44s} {'cells s':>8s} {'solutions s':>12s} {'slowest cell s':>15s}")
+    for name, rows in profiles:
+        total = sum(s for _, s, _, _ in rows)
+        solutions = sum(s for _, s, hidden, _ in rows if hidden)
+        slowest = max((s for _, s, _, _ in rows), default=0.0)
+        print(f"{str(name):44s} {total:8.0f} {solutions:12.1f} {slowest:15.0f}")
+    print(f"{'all':44s} {sum(sum(s for _, s, _, _ in r) for _, r in profiles):8.0f} "
+          f"{sum(sum(s for _, s, h, _ in r if h) for _, r in profiles):12.1f}")
 
 
 def check(mds: list[Path], index=None) -> int:
