@@ -29,6 +29,15 @@ RIGHT = {
     "reparam-std": 0.25,
     "pathwise-sigma-variance": 12.0,  # 4 (a^2 + 2 sigma^2) with a = sigma = 1
     "optimal-baseline": 4.0,  # a^2 + 3 sigma^2 (vaelib.quadratic_cost_variances' b*)
+    # Chapter 5
+    "ae-recon-loss": lambda logits, x: torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, x, reduction="none").sum((1, 2, 3)),
+    "bce-floor": lambda x: -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).sum((1, 2, 3)),
+    "fitted-gaussian-logpdf": lambda c, z: torch.distributions.MultivariateNormal(
+        c.mean(0), torch.cov(c.T)).log_prob(z),
+    "code-stretch": -math.log(6),
+    "linear-ae-error": lambda x, d: torch.linalg.eigvalsh(torch.cov(x.T)).flip(0)[d:].sum()
+    * (len(x) - 1) / len(x),
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -85,6 +94,45 @@ WRONG = [
     ("optimal-baseline", 2.0, "mean baseline"),
     ("optimal-baseline", 0.0, "minimiser"),
     ("optimal-baseline", 3.0, "minimise"),
+    # Chapter 5
+    ("ae-recon-loss", lambda lg, x: torch.nn.functional.binary_cross_entropy_with_logits(lg, x), "reduction='mean'"),
+    ("ae-recon-loss", lambda lg, x: torch.nn.functional.binary_cross_entropy_with_logits(
+        lg, x, reduction="none").mean((1, 2, 3)), "hidden factor of 1/784"),
+    ("ae-recon-loss", lambda lg, x: torch.nn.functional.binary_cross_entropy_with_logits(
+        lg, x, reduction="sum"), "sums over the images too"),
+    ("ae-recon-loss", lambda lg, x: -(x * lg.log() + (1 - x) * (1 - lg).log()).sum((1, 2, 3)), "sigmoid"),
+    ("ae-recon-loss", lambda lg, x: torch.distributions.Bernoulli(logits=lg).log_prob(x).sum((1, 2, 3)),
+     "its negative"),
+    ("ae-recon-loss", lambda lg, x: torch.nn.functional.binary_cross_entropy_with_logits(
+        lg, x, reduction="none"), "sum over the 784 pixels"),
+    ("bce-floor", lambda x: torch.zeros(len(x)), "does not make the BCE of a grey pixel zero"),
+    ("bce-floor", lambda x: -(x * x.log() + (1 - x) * (1 - x).log()).sum((1, 2, 3)), "0 log 0"),
+    ("bce-floor", lambda x: -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).sum((1, 2, 3)) / math.log(2),
+     "in bits"),
+    ("bce-floor", lambda x: -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).mean((1, 2, 3)), "mean over the pixels"),
+    ("fitted-gaussian-logpdf", lambda c, z: torch.distributions.MultivariateNormal(
+        c.mean(0), torch.cov(c.T, correction=0)).log_prob(z), "N - 1"),
+    ("fitted-gaussian-logpdf", lambda c, z: torch.distributions.Normal(
+        c.mean(0), c.std(0)).log_prob(z).sum(-1), "full covariance"),
+    ("fitted-gaussian-logpdf", lambda c, z: torch.distributions.Normal(
+        c.mean(0), c.var(0)).log_prob(z).sum(-1), "variances were used as standard deviations"),
+    ("fitted-gaussian-logpdf", lambda c, z: torch.distributions.MultivariateNormal(
+        c.mean(0), torch.cov(c.T)).log_prob(z).exp(), "logarithm"),
+    ("fitted-gaussian-logpdf", lambda c, z: torch.distributions.MultivariateNormal(
+        c.mean(0), torch.cov(c.T)).log_prob(z).mean(), "one log-density per point"),
+    ("code-stretch", math.log(6), "the sign"),
+    ("code-stretch", 0.0, "a density does"),
+    ("code-stretch", -math.log(36), "half of it"),
+    ("code-stretch", -math.log(5), "not its trace"),
+    ("code-stretch", -1.0, "Jacobian"),
+    ("linear-ae-error", lambda x, d: torch.linalg.eigvalsh(torch.cov(x.T)).flip(0)[d:].sum(), "N - 1"),
+    ("linear-ae-error", lambda x, d: (torch.linalg.svdvals(x)[d:] ** 2).sum() / len(x), "centre the data"),
+    ("linear-ae-error", lambda x, d: torch.linalg.eigvalsh(torch.cov(x.T)).flip(0)[:d].sum()
+     * (len(x) - 1) / len(x), "the variance the code keeps"),
+    ("linear-ae-error", lambda x, d: torch.linalg.eigvalsh(torch.cov(x.T)).flip(0)[d:].sum()
+     * (len(x) - 1), "summed over the images"),
+    ("linear-ae-error", lambda x, d: torch.linalg.eigvalsh(torch.cov(x.T)).flip(0)[d:].sum()
+     * (len(x) - 1) / len(x) / x.shape[1], "averaged over the pixels"),
 ]
 
 

@@ -307,6 +307,166 @@ def _nll_from_weights(answer: Any) -> str | None:
     ], otherwise, rtol=1e-9, atol=1e-9)
 
 
+# ---- Chapter 5: autoencoders ------------------------------------------------------------------
+
+def _binary_images(n: int = 6, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder logits and binary images ``(n, 1, 28, 28)``, float64, for the reconstruction checks."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(n, 1, 28, 28, generator=g, dtype=torch.float64)
+    x = (torch.rand(n, 1, 28, 28, generator=g, dtype=torch.float64) < 0.3).double()
+    return logits, x
+
+
+def _ae_recon_loss(answer: Any) -> str | None:
+    """A function (logits, x) -> the autoencoder's loss, BCE summed over pixels, per image:
+    (N, 1, 28, 28) -> (N,)."""
+    logits, x = _binary_images()
+    truth = -torch.distributions.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    got = _call(answer, logits, x)
+    if not bool(torch.isfinite(got).all()):
+        return ("the decoder outputs logits, not probabilities: pass them through a sigmoid, or use "
+                "binary_cross_entropy_with_logits")
+    if got.numel() == 1:
+        got = got.reshape(())
+        return _match(got, truth.mean(), [
+            (truth.mean() / 784, "reduction='mean' averages over the pixels as well as the images: a number "
+                                 "784 times smaller than nats per image, and one number, not one per image"),
+            (truth.sum(), "that sums over the images too: keep one loss per image, shape (N,)"),
+        ], f"one loss per image: for (N, 1, 28, 28) inputs the answer has shape (N,); yours gave {tuple(got.shape)}")
+    if got.shape != truth.shape:
+        if got.shape == x.shape:
+            return "that is the loss of each pixel: sum over the 784 pixels of each image"
+        return f"for (N, 1, 28, 28) inputs the answer has shape (N,); yours gave {tuple(got.shape)}"
+    probs = torch.sigmoid(logits)
+    swapped = -(probs * x.clamp(1e-12).log() + (1 - probs) * (1 - x).clamp(1e-12).log()).flatten(1).sum(1)
+    return _match(got, truth, [
+        (truth / 784, "that is the mean over the pixels: a hidden factor of 1/784 on the loss, "
+                      "so the numbers are not nats per image"),
+        (-truth, "that is the log-likelihood; the loss is its negative"),
+        (swapped, "the arguments are swapped: the image x weighs the logs of the predicted means"),
+    ], "BCE = -sum_i [x_i log lambda_i + (1 - x_i) log(1 - lambda_i)], lambda = sigmoid(logits)",
+        rtol=1e-5, atol=1e-6)
+
+
+def _bce_floor(answer: Any) -> str | None:
+    """A function x -> the smallest BCE any decoder can reach on grey images x, (N, 1, 28, 28) -> (N,)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(5, 1, 28, 28, generator=g, dtype=torch.float64)
+    x[:, :, :6] = 0.0  # black borders, as in MNIST: 0 log 0 counts as 0
+    x[:, :, -3:] = 1.0
+    truth = torch.distributions.Bernoulli(probs=x).entropy().flatten(1).sum(1)
+    got = _call(answer, x)
+    if got.shape != truth.shape:
+        if got.shape == x.shape:
+            return "that is the floor of each pixel: sum over the 784 pixels of each image"
+        return f"one floor per image: for (N, 1, 28, 28) inputs the answer has shape (N,); yours gave {tuple(got.shape)}"
+    if not bool(torch.isfinite(got).all()):
+        return "black and white pixels give 0 log 0, which is 0 in the limit: use torch.xlogy or clamp"
+    return _match(got, truth, [
+        (torch.zeros_like(truth), "a perfect reconstruction lambda = x does not make the BCE of a grey pixel zero"),
+        (truth / math.log(2.0), "that is in bits; the course measures in nats (natural logarithms)"),
+        (truth / 784, "that is the mean over the pixels; the chapter's loss sums them"),
+        (-truth, "the BCE is never negative: check the sign"),
+    ], "minimise each pixel's -(x log lambda + (1 - x) log(1 - lambda)) over lambda and sum the minima",
+        rtol=1e-6, atol=1e-6)
+
+
+def _fitting_codes(n: int = 12, seed: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.tensor([[2.0, 0.0], [1.2, 0.5]], dtype=torch.float64)
+    codes = torch.randn(n, 2, generator=g, dtype=torch.float64) @ mix + torch.tensor([3.0, -1.0], dtype=torch.float64)
+    z = 2 * torch.randn(9, 2, generator=g, dtype=torch.float64) + torch.tensor([3.0, -1.0], dtype=torch.float64)
+    return codes, z
+
+
+def _gauss_logpdf(z: torch.Tensor, m: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """log N(z; m, cov) by the formula: a linear solve and a log-determinant."""
+    diff = z - m
+    maha = (diff * torch.linalg.solve(cov, diff.T).T).sum(-1)
+    return -0.5 * (maha + torch.logdet(cov) + z.shape[-1] * math.log(2 * math.pi))
+
+
+def _fitted_gaussian_logpdf(answer: Any) -> str | None:
+    """A function (codes (N, d), z (M, d)) -> log N(z; mean, torch.cov) of the codes' Gaussian, (M,)."""
+    codes, z = _fitting_codes()
+    n = len(codes)
+    m = codes.mean(0)
+    centred = codes - m
+    cov = centred.T @ centred / (n - 1)
+    truth = _gauss_logpdf(z, m, cov)
+    got = _call(answer, codes, z)
+    if got.shape != truth.shape:
+        if got.numel() == 1:
+            return "one log-density per point z: do not sum or average over the points"
+        return f"for codes (N, d) and points (M, d) the answer has shape (M,); yours gave {tuple(got.shape)}"
+    diag = torch.diag(cov.diagonal())
+    return _match(got, truth, [
+        (_gauss_logpdf(z, m, cov * (n - 1) / n), "that Gaussian divides by N; fit the covariance as torch.cov "
+                                                  "does, dividing by N - 1"),
+        (_gauss_logpdf(z, m, diag), "the codes are correlated: fit the full covariance, not only the variances"),
+        (truth.exp(), "that is the density; the question asks for its logarithm"),
+        (truth + math.log(2 * math.pi), "the normalising constant: in d = 2 dimensions it is -log(2 pi)"),
+        (_gauss_logpdf(z, m, diag**2), "the variances were used as standard deviations: the scale of a "
+                                       "Normal is the square root of the variance"),
+    ], "log N(z; m, S) = -1/2 [(z - m)^T S^-1 (z - m) + log det S + d log(2 pi)]", rtol=1e-6, atol=1e-6)
+
+
+_STRETCH = ((2.0, 1.0), (0.0, 3.0))
+
+
+def _code_stretch(answer: Any) -> str | None:
+    """How much the mean log-density of the fitted Gaussian changes when every code z becomes A z."""
+    value = _number(answer)
+    a = torch.tensor(_STRETCH, dtype=torch.float64)
+    codes, _ = _fitting_codes(n=50, seed=7)
+    before = _gauss_logpdf(codes, codes.mean(0), torch.cov(codes.T))
+    moved = codes @ a.T
+    after = _gauss_logpdf(moved, moved.mean(0), torch.cov(moved.T))
+    truth = (after - before).mean().item()
+    if _close(value, truth, rel=1e-6, abs_=1e-6):
+        return None
+    if _close(value, -truth):
+        return "the sign: stretching the codes spreads the same probability over more area"
+    if _close(value, 0.0):
+        return "the autoencoder's loss does not change (the decoder can undo A), but a density does"
+    if _close(value, 2 * truth):
+        return "that is the change of log det of the covariance A S A^T; the log-density has half of it"
+    if _close(value, -math.log(5.0)) or _close(value, math.log(5.0)):
+        return "the area changes by the determinant of A, not its trace"
+    return "a density changes by the Jacobian of z -> A z: work out |det A| and take its log"
+
+
+def _linear_ae_error(answer: Any) -> str | None:
+    """A function (x (N, D), d) -> the smallest mean over images of the summed squared error of a
+    linear autoencoder (with biases) with a d-dimensional code."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(40, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g, dtype=torch.float64)
+    x = x + 5 * torch.rand(6, generator=g, dtype=torch.float64)
+    dims = (1, 2, 4)
+    n = len(x)
+
+    def tail(data: torch.Tensor, d: int) -> float:  # squared singular values beyond the d-th, summed
+        return (torch.linalg.svdvals(data)[d:] ** 2).sum().item()
+
+    def by_d(f: Callable[[int], float]) -> torch.Tensor:
+        return torch.tensor([f(d) for d in dims], dtype=torch.float64)
+
+    centred = x - x.mean(0)
+    truth = by_d(lambda d: tail(centred, d) / n)
+    got = torch.stack([_call(answer, x.clone(), d).reshape(()) for d in dims])
+    return _match(got, truth, [
+        (truth * n / (n - 1), "torch.cov divides by N - 1, but the error is a mean over the N images"),
+        (by_d(lambda d: tail(x, d) / n), "the autoencoder has biases: centre the data first (PCA of the "
+                                         "covariance, not of the raw second moments)"),
+        (by_d(lambda d: (tail(centred, 0) - tail(centred, d)) / n), "that is the variance the code keeps; "
+                                                                    "the error is what it loses"),
+        (truth * n, "that is summed over the images; the question asks for the mean per image"),
+        (truth / x.shape[1], "that is also averaged over the pixels; sum the squared error over each image's "
+                             "pixels"),
+    ], "the best linear code keeps the top d principal directions: the error is the variance in the others",
+        rtol=1e-6, atol=1e-8)
+
+
 EXERCISES: dict[str, Exercise] = {
     "log-odds": Exercise(1, "a function x -> log p(y=1 | x) / p(y=0 | x) with unequal stds, elementwise",
                          _log_odds),
@@ -330,6 +490,17 @@ EXERCISES: dict[str, Exercise] = {
                                  _nll_from_weights),
     "gap-correlation": Exercise(3, "the posterior correlation (> 0) whose best diagonal q misses 1 nat, a number",
                                 _gap_correlation),
+    # Chapter 5
+    "ae-recon-loss": Exercise(5, "a function (logits, x) -> the autoencoder's loss per image, (N, 1, 28, 28) -> (N,)",
+                              _ae_recon_loss),
+    "bce-floor": Exercise(5, "a function x -> the smallest BCE of grey images x per image, (N, 1, 28, 28) -> (N,)",
+                          _bce_floor),
+    "fitted-gaussian-logpdf": Exercise(5, "a function (codes (N, d), z (M, d)) -> log N(z; mean, cov of the codes), (M,)",
+                                       _fitted_gaussian_logpdf),
+    "code-stretch": Exercise(5, "the change of the fitted Gaussian's mean log-density when codes become A z, a number",
+                             _code_stretch),
+    "linear-ae-error": Exercise(5, "a function (x (N, D), d) -> the best linear autoencoder's mean squared error",
+                                _linear_ae_error),
 }
 
 
