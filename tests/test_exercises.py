@@ -13,6 +13,28 @@ from vaelib.exercises import EXERCISES, check
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _log_w_with(model, x, eps, detach_params=False, detach_log_q=False, detach_z=False):
+    """Chapter 10: the log weights of codes z = mu + sigma * eps, with one part or another detached."""
+    q = model.encode(x)
+    z = q.mu + (0.5 * q.logvar).exp() * eps
+    if detach_z:
+        z = z.detach()
+    q_eval = vaelib.models.DiagonalNormal(q.mu.detach(), q.logvar.detach()) if detach_params else q
+    log_q = q_eval.log_prob(z)
+    if detach_log_q:
+        log_q = log_q.detach()
+    return model.log_likelihood(x, model.decode(z)) + model.prior().log_prob(z) - log_q
+
+
+def _neg_lk(log_w):
+    return -(torch.logsumexp(log_w, 0) - math.log(len(log_w))).mean()
+
+
+def _stl_by_detaching(model, x, eps):
+    return _neg_lk(_log_w_with(model, x, eps, detach_params=True))
+
+
 # Right answers, written here independently of the chapters' solutions.
 RIGHT = {
     "l3-by-hand": -98 + math.log(1 + math.exp(-2) + math.exp(-4)) - math.log(3),
@@ -38,6 +60,11 @@ RIGHT = {
     "code-stretch": -math.log(6),
     "linear-ae-error": lambda x, d: torch.linalg.eigvalsh(torch.cov(x.T)).flip(0)[d:].sum()
     * (len(x) - 1) / len(x),
+    # Chapter 10
+    "decoder-work-ratio": (50 * 4) / (1 * 32),  # k samples x epochs, the images cancel
+    "ess-from-log-weights": lambda log_w: 1 / torch.softmax(log_w, 0).pow(2).sum(0),
+    "paired-nll-se": lambda a, b: (b - a).std() / math.sqrt(len(a)),
+    "stl-iwae-loss": lambda model, x, eps: _stl_by_detaching(model, x, eps),
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -133,6 +160,32 @@ WRONG = [
      * (len(x) - 1), "summed over the images"),
     ("linear-ae-error", lambda x, d: torch.linalg.eigvalsh(torch.cov(x.T)).flip(0)[d:].sum()
      * (len(x) - 1) / len(x) / x.shape[1], "averaged over the pixels"),
+    # Chapter 10
+    ("decoder-work-ratio", 50.0, "equal epochs"),
+    ("decoder-work-ratio", 4 / 32, "counts epochs only"),
+    ("decoder-work-ratio", 32 / 200, "upside down"),
+    ("decoder-work-ratio", 5 * 20 / 32, "k = 5"),
+    ("decoder-work-ratio", 2.0, "images x samples per image x epochs"),
+    ("ess-from-log-weights", lambda log_w: torch.softmax(log_w, 0).pow(2).sum(0), "reciprocal"),
+    ("ess-from-log-weights", lambda log_w: 1 / torch.softmax(log_w, 0).pow(2).sum(0) / len(log_w),
+     "fraction of k"),
+    ("ess-from-log-weights", lambda log_w: log_w.exp().sum(0) ** 2 / log_w.exp().pow(2).sum(0), "underflows"),
+    ("ess-from-log-weights", lambda log_w: 1 / torch.softmax(log_w, 1).pow(2).sum(0), "dimension 0"),
+    ("ess-from-log-weights", lambda log_w: 1 / torch.softmax(log_w, 0).sum(0), "always 1"),
+    ("paired-nll-se", lambda a, b: math.sqrt(a.var() / len(a) + b.var() / len(b)), "independent"),
+    ("paired-nll-se", lambda a, b: (b - a).std(), "divide by sqrt(N)"),
+    ("paired-nll-se", lambda a, b: (b - a).var() / len(a), "square root"),
+    ("paired-nll-se", lambda a, b: (b - a).std(unbiased=False) / math.sqrt(len(a)), "N - 1"),
+    ("paired-nll-se", lambda a, b: (b.mean() - a.mean()).abs(), "per-image differences"),
+    ("stl-iwae-loss", lambda model, x, eps: _neg_lk(_log_w_with(model, x, eps)), "ordinary IWAE gradient"),
+    ("stl-iwae-loss", lambda model, x, eps: _neg_lk(_log_w_with(model, x, eps, detach_log_q=True)),
+     "detached as a whole"),
+    ("stl-iwae-loss", lambda model, x, eps: _neg_lk(_log_w_with(model, x, eps, detach_z=True)),
+     "the encoder's is not"),
+    ("stl-iwae-loss", lambda model, x, eps: -_log_w_with(model, x, eps, detach_params=True).mean(),
+     "negative ELBO"),
+    ("stl-iwae-loss", lambda model, x, eps: -_stl_by_detaching(model, x, eps), "+L_k"),
+    ("stl-iwae-loss", lambda model, x, eps: _stl_by_detaching(model, x, eps).item(), "graph"),
 ]
 
 

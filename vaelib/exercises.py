@@ -465,6 +465,144 @@ def _linear_ae_error(answer: Any) -> str | None:
                              "pixels"),
     ], "the best linear code keeps the top d principal directions: the error is the variance in the others",
         rtol=1e-6, atol=1e-8)
+# ---- Chapter 10: tighter bounds -----------------------------------------------------------------
+
+def _decoder_work_ratio(answer: Any) -> str | None:
+    """The IWAE with k = 50 for 4 epochs: its decoder evaluations over the VAE's for 32 epochs."""
+    value = _number(answer)
+    images = 15_000
+    # decoder evaluations: images x samples per image x epochs, run by run
+    work = {k: images * k * epochs for k, epochs in ((1, 32), (5, 20), (50, 4))}
+    truth = work[50] / work[1]
+    if _close(value, truth):
+        return None
+    if _close(value, 50.0):
+        return "50 is the ratio at equal epochs; these runs had 32 and 4 epochs"
+    if _close(value, 4 / 32):
+        return "that counts epochs only: each of the IWAE's images is decoded k times per epoch"
+    if _close(value, 1 / truth):
+        return "upside down: the IWAE's decoder work over the VAE's"
+    if _close(value, work[5] / work[1]):
+        return "that is the IWAE with k = 5; the question asks about k = 50"
+    return "count decoder evaluations as images x samples per image x epochs for each run, then divide"
+
+
+def _ess_log_weights(answer: Any) -> str | None:
+    """A function log_w (k, N) -> the effective sample size 1 / sum_s w~_s^2 per image, (N,)."""
+    g = torch.Generator().manual_seed(10)
+    log_w = -800 + 4 * torch.randn(40, 6, generator=g, dtype=torch.float64)  # exp underflows even in float64
+    log_w[:, 0] = -750.0  # equal weights: the effective sample size is k
+    log_w[3, 1] += 40.0  # one weight dominates: close to 1
+    # (sum w)^2 / sum w^2, by log-sum-exp: the same number without normalising first
+    truth = (2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)).exp()
+    got = _call(answer, log_w)
+    if got.shape != truth.shape:
+        if got.numel() == log_w.shape[0]:
+            return "that reduces over the images: the k samples are dimension 0, the images dimension 1"
+        return (f"one effective sample size per image: for (k, N) log weights the answer has shape (N,); "
+                f"yours gave {tuple(got.shape)}")
+    w_tilde = torch.softmax(log_w, 0)
+    otherwise = ("exp of log weights this small underflows to 0: normalise with torch.softmax over the samples "
+                 "(or log-sum-exp) before squaring" if not bool(torch.isfinite(got).all()) else
+                 "normalise the weights over the k samples (they sum to 1), then take 1 / sum of their squares")
+    return _match(got, truth, [
+        ((w_tilde**2).sum(0), "that is the sum of the squared weights; the effective sample size is its reciprocal"),
+        (truth / log_w.shape[0], "that is the effective sample size as a fraction of k; give the number of samples"),
+        (torch.ones_like(truth), "1 / sum of the weights is always 1: square each normalised weight first"),
+        (1 / (torch.softmax(log_w, 1) ** 2).sum(0), "normalise over the k samples (dimension 0), not over the images"),
+    ], otherwise, rtol=1e-9, atol=1e-9)
+
+
+def _paired_nll_se(answer: Any) -> str | None:
+    """A function (nll_a, nll_b), both (N,) on the same images -> the standard error of mean(nll_b) - mean(nll_a)."""
+    g = torch.Generator().manual_seed(11)
+    nll_a = 90 + 12 * torch.randn(12, generator=g, dtype=torch.float64)  # images differ a lot...
+    nll_b = nll_a + 2 + torch.randn(12, generator=g, dtype=torch.float64)  # ...and the models little
+    n = len(nll_a)
+    # by the covariance matrix of the two columns: Var(b - a) = Var a + Var b - 2 Cov(a, b)
+    cov = torch.cov(torch.stack([nll_a, nll_b]))
+    truth = math.sqrt((cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]).item() / n)
+    got = _number(_call(answer, nll_a, nll_b))
+    if _close(got, truth, rel=1e-6, abs_=1e-9):
+        return None
+    unpaired = math.sqrt((cov[0, 0] + cov[1, 1]).item() / n)
+    if _close(got, unpaired, rel=1e-6):
+        return ("that treats the two sets of images as independent; the same images make the NLLs correlated: "
+                "take the standard error of the per-image differences")
+    if _close(got, truth * math.sqrt(n), rel=1e-6):
+        return "that is the standard deviation of the differences, not of their mean: divide by sqrt(N)"
+    if _close(got, truth**2, rel=1e-6):
+        return "that is a variance: take its square root"
+    if _close(got, truth * math.sqrt((n - 1) / n), rel=1e-6):
+        return "that divides by N inside the standard deviation; the sample variance divides by N - 1"
+    return "take the per-image differences nll_b - nll_a, then their standard deviation (N - 1) over sqrt(N)"
+
+
+def _stl_problem():
+    """A small VAE in float64 (4 x 4 binary images, d = 2), five images, and the noise of k = 6 codes each."""
+    from .models import VAE
+
+    with torch.random.fork_rng(devices=[]):  # the reader's random state is left alone
+        torch.manual_seed(10)
+        model = VAE(latent_dim=2, hidden=(8,), image_shape=(1, 4, 4)).double()
+    g = torch.Generator().manual_seed(12)
+    x = (torch.rand(5, 1, 4, 4, generator=g, dtype=torch.float64) < 0.4).double()
+    eps = torch.randn(6, 5, 2, generator=g, dtype=torch.float64)
+    return model, x, eps
+
+
+def _stl_iwae_loss(answer: Any) -> str | None:
+    """A function (model, x, eps) -> the sticking-the-landing surrogate of -mean_n L_k, eps (k, N, d)."""
+    if not callable(answer):
+        raise TypeError(f"the answer is a function; got {type(answer).__name__}")
+    model, x, eps = _stl_problem()
+    params = list(model.parameters())
+    n_dec = sum(p.numel() for p in model.decoder.parameters())
+
+    def grad_of(loss: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
+
+    q = model.encode(x)
+    z = q.mu + (0.5 * q.logvar).exp() * eps
+    log_w = model.log_likelihood(x, model.decode(z)) + model.prior().log_prob(z) - q.log_prob(z)
+    k = eps.shape[0]
+    iwae = -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
+    g_iwae = grad_of(iwae)
+    # another route than detaching: take the score term sum_s w~_s grad log q(z_s), with the codes held
+    # fixed, out of the full gradient (the loss is -L_k, so the dropped term is subtracted)
+    score = (torch.softmax(log_w.detach(), 0) * q.log_prob(z.detach())).sum(0).mean()
+    truth = g_iwae - grad_of(score)
+    got_loss = answer(model, x, eps)
+    if not isinstance(got_loss, torch.Tensor) or got_loss.numel() != 1:
+        return "return the loss as a one-element tensor with its graph, so that autograd can differentiate it"
+    if not got_loss.requires_grad:
+        return "the loss has no graph: compute it from the model's outputs without torch.no_grad() or .item()"
+    value, want = got_loss.item(), iwae.item()
+    if not _close(value, want, rel=1e-9, abs_=1e-9):
+        if _close(value, -want, rel=1e-9, abs_=1e-9):
+            return "that is +L_k; the loss to minimise is its negative"
+        if _close(value, -log_w.mean().item(), rel=1e-9, abs_=1e-9):
+            return ("that is the negative ELBO estimate, the mean of the log weights; "
+                    "L_k takes log-sum-exp over the k samples")
+        if _close(value, want - math.log(k), rel=1e-9, abs_=1e-9):
+            return "subtract log k: L_k is the log of the mean weight"
+        return ("the value should equal -L_k with these codes: z_s = mu + sigma * eps_s with the given eps "
+                "(sigma = exp(logvar / 2)), and only the parameters of log q are detached, not its value")
+    got = grad_of(got_loss)
+    same = lambda a, b: torch.allclose(a, b, rtol=1e-7, atol=1e-10)  # noqa: E731
+    if same(got, truth):
+        return None
+    if same(got, g_iwae):
+        return ("that is the ordinary IWAE gradient: evaluate log q(z_s) with mu and logvar detached, "
+                "keeping the path through z_s")
+    if same(got[-n_dec:], truth[-n_dec:]):
+        frozen = -(torch.logsumexp(log_w + q.log_prob(z) - q.log_prob(z).detach(), 0) - math.log(k)).mean()
+        if same(got, grad_of(frozen)):
+            return ("log q(z_s) is detached as a whole, so the path through z_s is lost there too: "
+                    "detach only mu and logvar, then evaluate log q at the undetached z_s")
+        return "the decoder's gradient is right, the encoder's is not: only log q's mu and logvar are detached"
+    return "the decoder's gradient should be that of -L_k; detach nothing but the parameters inside log q"
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -501,6 +639,15 @@ EXERCISES: dict[str, Exercise] = {
                              _code_stretch),
     "linear-ae-error": Exercise(5, "a function (x (N, D), d) -> the best linear autoencoder's mean squared error",
                                 _linear_ae_error),
+    # Chapter 10
+    "decoder-work-ratio": Exercise(10, "the k = 50 run's decoder evaluations over the VAE's (4 vs 32 epochs), a number",
+                                   _decoder_work_ratio),
+    "ess-from-log-weights": Exercise(10, "a function log_w (k, N) -> the effective sample size per image, (N,)",
+                                     _ess_log_weights),
+    "paired-nll-se": Exercise(10, "a function (nll_a, nll_b) -> the standard error of their paired mean difference",
+                              _paired_nll_se),
+    "stl-iwae-loss": Exercise(10, "a function (model, x, eps) -> the sticking-the-landing surrogate of -L_k",
+                              _stl_iwae_loss),
 }
 
 
