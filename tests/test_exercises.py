@@ -65,6 +65,12 @@ RIGHT = {
     "ess-from-log-weights": lambda log_w: 1 / torch.softmax(log_w, 0).pow(2).sum(0),
     "paired-nll-se": lambda a, b: (b - a).std() / math.sqrt(len(a)),
     "stl-iwae-loss": lambda model, x, eps: _stl_by_detaching(model, x, eps),
+    # Chapter 7
+    "paired-difference-se": lambda a, b: torch.std(a - b) / math.sqrt(len(a)),
+    "ae-likelihood-total": 2 * (0.9**3 + 3 * 0.9**2 * 0.1),  # codes 1 and 0 mirror each other
+    "kl-noisy-code": lambda mu, s: (0.5 * (mu**2 + s**2) - 0.5 - torch.log(s)).sum(1),
+    "mixture-log-density": lambda z, w, m, c: torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=w), torch.distributions.MultivariateNormal(m, c)).log_prob(z),
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -186,6 +192,34 @@ WRONG = [
      "negative ELBO"),
     ("stl-iwae-loss", lambda model, x, eps: -_stl_by_detaching(model, x, eps), "+L_k"),
     ("stl-iwae-loss", lambda model, x, eps: _stl_by_detaching(model, x, eps).item(), "graph"),
+    # Chapter 7
+    ("paired-difference-se", lambda a, b: ((a.var() + b.var()) / len(a)).sqrt(), "independent samples"),
+    ("paired-difference-se", lambda a, b: (a.std() + b.std()) / math.sqrt(len(a)), "do not add"),
+    ("paired-difference-se", lambda a, b: (a - b).std(), "sqrt(N)"),
+    ("paired-difference-se", lambda a, b: (a - b).std(unbiased=False) / math.sqrt(len(a)), "N - 1"),
+    ("paired-difference-se", lambda a, b: (a - b).var() / len(a), "square root"),
+    ("paired-difference-se", lambda a, b: (a - b) / math.sqrt(len(a)), "one number"),
+    ("ae-likelihood-total", 1.0, "need not"),
+    ("ae-likelihood-total", 0.9**3 + 3 * 0.9**2 * 0.1, "coded 0 count too"),
+    ("ae-likelihood-total", (0.9**3 + 3 * 0.9**2 * 0.1) / 4, "mean over the eight"),
+    ("ae-likelihood-total", -2 * (math.log(0.9**3) + 3 * math.log(0.9**2 * 0.1)), "adds the losses"),
+    ("ae-likelihood-total", 8 * 0.9**3, "majority vote"),
+    ("kl-noisy-code", lambda mu, s: -(0.5 * (mu**2 + s**2) - 0.5 - torch.log(s)).sum(1), "sign is flipped"),
+    ("kl-noisy-code", lambda mu, s: (0.5 * (mu**2 + s**2) - 0.5 - 0.5 * torch.log(s)).sum(1), "2 log sigma"),
+    ("kl-noisy-code", lambda mu, s: (0.5 * (mu**2 + s) - 0.5 - 0.5 * torch.log(s)).sum(1), "not a variance"),
+    ("kl-noisy-code", lambda mu, s: (0.5 * (mu**2 + s**2) - 0.5 - torch.log(s)).mean(1), "averaged"),
+    ("kl-noisy-code", lambda mu, s: 0.5 * (mu**2 + s**2) - 0.5 - torch.log(s), "sum over the d dimensions"),
+    ("kl-noisy-code", lambda mu, s: (torch.log(s) + (1 + mu**2) / (2 * s**2) - 0.5).sum(1), "other direction"),
+    ("mixture-log-density", lambda z, w, m, c: torch.logsumexp(
+        torch.distributions.MultivariateNormal(m, c).log_prob(z[:, None]), 1), "unequal weights"),
+    ("mixture-log-density", lambda z, w, m, c: torch.logsumexp(
+        torch.distributions.MultivariateNormal(m, c).log_prob(z[:, None]), 1) - math.log(len(w)), "1/C"),
+    ("mixture-log-density", lambda z, w, m, c: (
+        w * torch.distributions.MultivariateNormal(m, c).log_prob(z[:, None])).sum(1), "Jensen"),
+    ("mixture-log-density", lambda z, w, m, c: (
+        w.log() + torch.distributions.MultivariateNormal(m, c).log_prob(z[:, None])).max(1).values, "largest"),
+    ("mixture-log-density", lambda z, w, m, c: w.log()
+     + torch.distributions.MultivariateNormal(m, c).log_prob(z[:, None]), "combine the C components"),
 ]
 
 
@@ -235,3 +269,12 @@ def test_every_checkable_exercise_is_in_its_chapter_with_a_solution_that_calls_i
 
 def test_vaelib_exposes_the_check():
     assert vaelib.exercises.check is check
+
+
+# Chapter 7
+def test_chapter_7_hints_never_give_the_toy_likelihood_total_away(capsys):
+    for answer in (1.0, 0.5, 1.9, 2.0, 0.972):
+        check("ae-likelihood-total", answer)
+    out = capsys.readouterr().out
+    for secret in ("1.94", "0.97", "0.243", "0.729"):
+        assert secret not in out, f"a hint gives away {secret!r}"

@@ -603,6 +603,128 @@ def _stl_iwae_loss(answer: Any) -> str | None:
                     "detach only mu and logvar, then evaluate log q at the undetached z_s")
         return "the decoder's gradient is right, the encoder's is not: only log q's mu and logvar are detached"
     return "the decoder's gradient should be that of -L_k; detach nothing but the parameters inside log q"
+# ---- Chapter 7: the VAE against the autoencoder -------------------------------------------------
+
+def _paired_pair(seed: int = 7, n: int = 40):
+    """Two columns that vary together (the same images under two models), as in the chapter."""
+    g = torch.Generator().manual_seed(seed)
+    common = 4 * torch.randn(n, generator=g, dtype=torch.float64)  # how hard each image is
+    a = 130 + common + torch.randn(n, generator=g, dtype=torch.float64)
+    b = 127 + common + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    return a, b
+
+
+def _paired_difference_se(answer: Any) -> str | None:
+    """A function (a, b) -> the standard error of mean(a - b) for paired columns a[i], b[i]: (N,), (N,) -> a number."""
+    a, b = _paired_pair()
+    n = len(a)
+    # from the covariance matrix: Var(a - b) = Var a + Var b - 2 Cov(a, b), each with N - 1
+    cov = torch.cov(torch.stack([a, b]))
+    truth = ((cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]) / n).sqrt()
+    got = _call(answer, a, b)
+    if got.numel() != 1:
+        return ("one number for the two columns: the standard error of the mean difference; "
+                f"yours gave shape {tuple(got.shape)}")
+    got = got.reshape(())
+    var_a, var_b, var_d = cov[0, 0], cov[1, 1], cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    return _match(got, truth, [
+        (((var_a + var_b) / n).sqrt(), "that treats a and b as independent samples; they are the same "
+                                       "images, so take the differences a - b first and use their spread"),
+        ((var_a / n).sqrt() + (var_b / n).sqrt(), "standard errors do not add, and these columns are not "
+                                                   "independent: take the differences a - b first"),
+        (var_d.sqrt(), "that is the spread of one difference; the mean of N differences varies less, "
+                       "by a factor sqrt(N)"),
+        ((var_d * (n - 1) / n / n).sqrt(), "torch.std divides by N - 1 (Bessel's correction), as the "
+                                            "chapter's mean_se does; yours divides by N"),
+        (var_d / n, "that is a variance: the standard error is its square root"),
+    ], "take the differences d = a - b image by image; the standard error of their mean is std(d) / sqrt(N)",
+        rtol=1e-6, atol=1e-9)
+
+
+_TOY_AE_MEAN = 0.9  # the toy autoencoder's decoder: every pixel on with this probability for code 1
+
+
+def _ae_likelihood_total(answer: Any) -> str | None:
+    """The toy 3-pixel autoencoder's sum over all 8 images of p(x | f(x)), f the majority vote."""
+    value = _number(answer)
+    lam = _TOY_AE_MEAN
+    # by counting: k pixels agree with the code's mean-0.9 side; majority images have k = 2 or 3,
+    # and the two codes mirror each other
+    half = sum(math.comb(3, k) * lam**k * (1 - lam) ** (3 - k) for k in (2, 3))
+    truth = 2 * half
+    if _close(value, truth, rel=1e-6, abs_=1e-6):
+        return None
+    if _close(value, 1.0):
+        return ("a likelihood would sum to 1 over the eight images; the point of the exercise is "
+                "that this one need not: add the eight numbers")
+    if _close(value, half):
+        return "that covers the images coded 1 only: the images coded 0 count too"
+    if _close(value, truth / 8):
+        return "that is the mean over the eight images; the question asks for their sum"
+    losses = 2 * sum(-math.comb(3, k) * math.log(lam**k * (1 - lam) ** (3 - k)) for k in (2, 3))
+    if _close(value, losses):
+        return "that adds the losses -log p(x | f(x)); add the probabilities p(x | f(x)) = exp(-loss)"
+    return ("for each of the eight images find its code (the majority vote), then p(x | code) is a "
+            "product of three Bernoulli probabilities; add the eight products")
+
+
+def _kl_noisy_code(answer: Any) -> str | None:
+    """A function (mu, sigma) -> KL(N(mu, diag sigma^2) || N(0, I)) per row, (N, d), (N, d) -> (N,)."""
+    g = torch.Generator().manual_seed(8)
+    mu = 3 * torch.randn(60, 3, generator=g, dtype=torch.float64)
+    sigma = 0.05 + torch.rand(60, 3, generator=g, dtype=torch.float64)  # standard deviations, not all < 1
+    truth = kl_divergence(Normal(mu, sigma), Normal(0.0, 1.0)).sum(-1)
+    got = _call(answer, mu, sigma)
+    if got.shape != truth.shape:
+        if got.shape == mu.shape:
+            return "one KL per row: sum over the d dimensions (the KL of independent dimensions adds up)"
+        return f"for (N, d) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
+    half_log = -0.5 * (1 + sigma.log() - mu**2 - sigma**2).sum(-1)  # log sigma where log sigma^2 belongs
+    return _match(got, truth, [
+        (-truth, "the sign is flipped: a KL is never negative, KL = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2)"),
+        (half_log, "log sigma^2 is 2 log sigma: you put log sigma where the log-variance belongs"),
+        (kl_divergence(Normal(mu, sigma.sqrt()), Normal(0.0, 1.0)).sum(-1),
+         "sigma is a standard deviation here, not a variance: the variance is sigma^2"),
+        (truth / mu.shape[1], "you averaged over the dimensions: the KL of a diagonal Gaussian is their sum"),
+        (kl_divergence(Normal(0.0, 1.0), Normal(mu, sigma)).sum(-1),
+         "that is KL(N(0, I) || q), the other direction: the expectation is under q = N(mu, sigma^2)"),
+    ], "write the KL of one dimension, log(1 / sigma) + (sigma^2 + mu^2) / 2 - 1/2, and sum over the dimensions")
+
+
+def _mixture_case(seed: int = 9):
+    g = torch.Generator().manual_seed(seed)
+    c, d, n = 4, 2, 30
+    weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    means = 2 * torch.randn(c, d, generator=g, dtype=torch.float64)
+    factors = torch.randn(c, d, d, generator=g, dtype=torch.float64)
+    covs = factors @ factors.transpose(-1, -2) + 0.5 * torch.eye(d, dtype=torch.float64)
+    z = 2 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return z, weights, means, covs
+
+
+def _mixture_log_density(answer: Any) -> str | None:
+    """A function (z, weights, means, covs) -> log of the Gaussian mixture's density at each row of z,
+    (N, d), (C,), (C, d), (C, d, d) -> (N,)."""
+    z, weights, means, covs = _mixture_case()
+    d = z.shape[1]
+    # each component's density by its formula (inverse and determinant), then the weighted sum, then the log
+    diff = z[:, None, :] - means  # (N, C, d)
+    maha = torch.einsum("ncj,cjk,nck->nc", diff, torch.linalg.inv(covs), diff)
+    dens = (-0.5 * maha).exp() / ((2 * math.pi) ** d * torch.linalg.det(covs)).sqrt()  # (N, C)
+    truth = (dens * weights).sum(-1).log()
+    got = _call(answer, z, weights, means, covs)
+    if got.shape != truth.shape:
+        if got.shape == dens.shape:
+            return "one log-density per point: combine the C components (a weighted sum of densities)"
+        return f"for (N, d) points the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
+    return _match(got, truth, [
+        (dens.sum(-1).log(), "the components have unequal weights: multiply each density by its weight"),
+        (dens.mean(-1).log(), "that gives every component the weight 1/C; use the weights given"),
+        ((dens.log() * weights).sum(-1), "that is the weighted mean of the log-densities, a lower bound "
+                                         "(Jensen): take the log of the weighted sum of densities"),
+        ((dens * weights).max(-1).values.log(), "that keeps only the largest weighted component; "
+                                                 "the others add to the density too"),
+    ], "log p(z) = logsumexp over c of (log weight_c + log N(z; mean_c, cov_c))")
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -648,6 +770,15 @@ EXERCISES: dict[str, Exercise] = {
                               _paired_nll_se),
     "stl-iwae-loss": Exercise(10, "a function (model, x, eps) -> the sticking-the-landing surrogate of -L_k",
                               _stl_iwae_loss),
+    # Chapter 7
+    "paired-difference-se": Exercise(7, "a function (a, b) -> the standard error of mean(a - b) for paired "
+                                        "columns, one number", _paired_difference_se),
+    "ae-likelihood-total": Exercise(7, "the toy autoencoder's sum of p(x | f(x)) over its 8 images, a number",
+                                    _ae_likelihood_total),
+    "kl-noisy-code": Exercise(7, "a function (mu, sigma) -> KL(N(mu, diag sigma^2) || N(0, I)) per row, "
+                                 "(N, d) -> (N,)", _kl_noisy_code),
+    "mixture-log-density": Exercise(7, "a function (z, weights, means, covs) -> a Gaussian mixture's log-density "
+                                       "per row, (N,)", _mixture_log_density),
 }
 
 
