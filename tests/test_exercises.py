@@ -29,6 +29,11 @@ RIGHT = {
     "reparam-std": 0.25,
     "pathwise-sigma-variance": 12.0,  # 4 (a^2 + 2 sigma^2) with a = sigma = 1
     "optimal-baseline": 4.0,  # a^2 + 3 sigma^2 (vaelib.quadratic_cost_variances' b*)
+    # Chapter 9
+    "m2-labelled-bound": -95 - math.log(10),
+    "m2-unlabelled-bound": lambda L, a: ((a - a.logsumexp(-1, keepdim=True)).exp()
+                                         * (L - (a - a.logsumexp(-1, keepdim=True)))).sum(-1),
+    "m2-hidden-label-weight": 59000 / 1000,
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -85,6 +90,26 @@ WRONG = [
     ("optimal-baseline", 2.0, "mean baseline"),
     ("optimal-baseline", 0.0, "minimiser"),
     ("optimal-baseline", 3.0, "minimise"),
+    # Chapter 9
+    ("m2-labelled-bound", -95.0, "one more factor"),
+    ("m2-labelled-bound", -95 + math.log(10), "sign of log p(y)"),
+    ("m2-labelled-bound", -96.0, "base-10"),
+    ("m2-labelled-bound", -95 - math.log2(10), "base-2"),
+    ("m2-labelled-bound", -95.1, "not p(y) itself"),
+    ("m2-labelled-bound", -97.0, "L(x | y) + log p(y)"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(-1) * L).sum(-1), "entropy term is missing"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(-1) * (L + a.log_softmax(-1))).sum(-1), "entropy's sign"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(-1) * (L - a)).sum(-1), "not the logits themselves"),
+    ("m2-unlabelled-bound", lambda L, a: (a.log_softmax(-1) * L).sum(-1)
+     - (a.softmax(-1) * a.log_softmax(-1)).sum(-1), "log-probabilities"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(0) * (L - a.log_softmax(0))).sum(-1), "dimension -1"),
+    ("m2-unlabelled-bound", lambda L, a: L.logsumexp(-1), "ceiling"),
+    ("m2-unlabelled-bound", lambda L, a: a.softmax(-1) * (L - a.log_softmax(-1)), "sum over the C classes"),
+    ("m2-hidden-label-weight", 1 / 59, "upside down"),
+    ("m2-hidden-label-weight", 599, "100 labels"),
+    ("m2-hidden-label-weight", 60, "not by all N"),
+    ("m2-hidden-label-weight", 1, "hides a beta"),
+    ("m2-hidden-label-weight", 6, "m2_weights"),
 ]
 
 
@@ -105,7 +130,8 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     assert out.startswith(f"{name}: not yet. Hint: ") and hint in out
     answer_text = {"l3-by-hand": ["98.9"], "grey-bce": ["0.611"], "bits-per-dim": ["0.147"], "kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
                    "pathwise-sigma-variance": ["12"], "optimal-baseline": ["= 4", "is 4"],
-                   "hidden-beta": ["784 "]}  # what would give the answer away
+                   "hidden-beta": ["784 "], "m2-labelled-bound": ["97.3", "2.30"],
+                   "m2-hidden-label-weight": ["59 ", "59."]}  # what would give the answer away
     for secret in answer_text.get(name, []):
         assert secret not in out.replace("784 pixels", ""), f"the hint gives away {secret!r}"
 
