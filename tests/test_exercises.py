@@ -71,6 +71,11 @@ RIGHT = {
     "kl-noisy-code": lambda mu, s: (0.5 * (mu**2 + s**2) - 0.5 - torch.log(s)).sum(1),
     "mixture-log-density": lambda z, w, m, c: torch.distributions.MixtureSameFamily(
         torch.distributions.Categorical(probs=w), torch.distributions.MultivariateNormal(m, c)).log_prob(z),
+    # Chapter 9
+    "m2-labelled-bound": -95 - math.log(10),
+    "m2-unlabelled-bound": lambda L, a: ((a - a.logsumexp(-1, keepdim=True)).exp()
+                                         * (L - (a - a.logsumexp(-1, keepdim=True)))).sum(-1),
+    "m2-hidden-label-weight": 59000 / 1000,
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -220,6 +225,26 @@ WRONG = [
         w.log() + torch.distributions.MultivariateNormal(m, c).log_prob(z[:, None])).max(1).values, "largest"),
     ("mixture-log-density", lambda z, w, m, c: w.log()
      + torch.distributions.MultivariateNormal(m, c).log_prob(z[:, None]), "combine the C components"),
+    # Chapter 9
+    ("m2-labelled-bound", -95.0, "one more factor"),
+    ("m2-labelled-bound", -95 + math.log(10), "sign of log p(y)"),
+    ("m2-labelled-bound", -96.0, "base-10"),
+    ("m2-labelled-bound", -95 - math.log2(10), "base-2"),
+    ("m2-labelled-bound", -95.1, "not p(y) itself"),
+    ("m2-labelled-bound", -97.0, "L(x | y) + log p(y)"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(-1) * L).sum(-1), "entropy term is missing"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(-1) * (L + a.log_softmax(-1))).sum(-1), "entropy's sign"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(-1) * (L - a)).sum(-1), "not the logits themselves"),
+    ("m2-unlabelled-bound", lambda L, a: (a.log_softmax(-1) * L).sum(-1)
+     - (a.softmax(-1) * a.log_softmax(-1)).sum(-1), "log-probabilities"),
+    ("m2-unlabelled-bound", lambda L, a: (a.softmax(0) * (L - a.log_softmax(0))).sum(-1), "dimension -1"),
+    ("m2-unlabelled-bound", lambda L, a: L.logsumexp(-1), "ceiling"),
+    ("m2-unlabelled-bound", lambda L, a: a.softmax(-1) * (L - a.log_softmax(-1)), "sum over the C classes"),
+    ("m2-hidden-label-weight", 1 / 59, "upside down"),
+    ("m2-hidden-label-weight", 599, "100 labels"),
+    ("m2-hidden-label-weight", 60, "not by all N"),
+    ("m2-hidden-label-weight", 1, "hides a beta"),
+    ("m2-hidden-label-weight", 6, "m2_weights"),
 ]
 
 
@@ -245,6 +270,8 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     if isinstance(right, (int, float)) and not isinstance(right, bool) and abs(right) >= 0.01:
         # any number answer, to the digits a reader would type, is never printed
         answer_text.setdefault(name, []).extend({f"{right:.3g}", f"{right:.2f}"} - {"784"})
+                   "hidden-beta": ["784 "], "m2-labelled-bound": ["97.3", "2.30"],
+                   "m2-hidden-label-weight": ["59 ", "59."]}  # what would give the answer away
     for secret in answer_text.get(name, []):
         assert secret not in out.replace("784 pixels", ""), f"the hint gives away {secret!r}"
 

@@ -725,6 +725,89 @@ def _mixture_log_density(answer: Any) -> str | None:
         ((dens * weights).max(-1).values.log(), "that keeps only the largest weighted component; "
                                                  "the others add to the density too"),
     ], "log p(z) = logsumexp over c of (log weight_c + log N(z; mean_c, cov_c))")
+# ---- Chapter 9: conditional generation and few labels ------------------------------------------
+
+_COND_ELBO = -95.0  # L(x | y) of one labelled image, nats
+
+
+def _m2_labelled_bound(answer: Any) -> str | None:
+    """M2's labelled bound L(x, y) of an image whose conditional ELBO L(x | y) is -95 nats, C = 10."""
+    value = _number(answer)
+    log_prior = torch.distributions.Categorical(logits=torch.zeros(10, dtype=torch.float64)).log_prob(
+        torch.tensor(3)).item()
+    truth = _COND_ELBO + log_prior
+    near = lambda v: _close(value, v, rel=0.0, abs_=0.005)  # noqa: E731  (two decimals; mistakes differ by 0.1)
+    if near(truth):
+        return None
+    if near(_COND_ELBO):
+        return "that is the conditional ELBO alone: the joint p(x, y) has one more factor, the label's prior"
+    if near(_COND_ELBO - log_prior):
+        return "the sign of log p(y): a probability below 1 has a negative log, so the bound goes down"
+    if near(_COND_ELBO - 1.0):
+        return "that is a base-10 logarithm: the course's logs are natural (nats)"
+    if near(_COND_ELBO - math.log2(10)):
+        return "that is a base-2 logarithm (bits): the course's logs are natural (nats)"
+    if near(_COND_ELBO - 0.1):
+        return "add log p(y), not p(y) itself"
+    if near(_COND_ELBO - 10):
+        return "add log p(y) with p(y) = 1 / C, not C itself"
+    return "L(x, y) = L(x | y) + log p(y), with p(y) uniform over the ten digits"
+
+
+def _m2_unlabelled_bound(answer: Any) -> str | None:
+    """A function (bounds, logits) -> U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), (N, C), (N, C) -> (N,)."""
+    g = torch.Generator().manual_seed(9)
+    bounds = -100 + 5 * torch.randn(40, 10, generator=g, dtype=torch.float64)  # L(x, y) per image and class
+    logits = 1.0 + 2 * torch.randn(40, 10, generator=g, dtype=torch.float64)  # not normalised
+    # by another route: U = logsumexp_y L(x, y) - KL(q(y | x) || softmax_y L(x, y))  (eq-m2-gap)
+    q = torch.distributions.Categorical(logits=logits)
+    truth = torch.logsumexp(bounds, -1) - kl_divergence(q, torch.distributions.Categorical(logits=bounds))
+    got = _call(answer, bounds, logits)
+    if got.shape != truth.shape:
+        if got.shape == bounds.shape:
+            return "one bound per image: sum over the C classes (dimension -1)"
+        return f"for (N, C) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
+    probs, entropy = q.probs, q.entropy()
+    expected = (probs * bounds).sum(-1)
+    q_dim0 = torch.softmax(logits, 0)
+    return _match(got, truth, [
+        (expected, "the entropy term is missing: q(y | x) is part of q, so -E_q[log q(y | x)] belongs in the bound"),
+        (expected - entropy, "the entropy's sign: U adds H(q) = -sum_y q log q, which is >= 0"),
+        (expected - (probs * logits).sum(-1), "log q(y | x) is log_softmax(logits), not the logits themselves"),
+        ((logits * bounds).sum(-1) + entropy, "weigh the bounds by the probabilities q = softmax(logits), not the logits"),
+        ((q.logits * bounds).sum(-1) + entropy,
+         "those weights are log-probabilities: weigh the bounds by q = exp(log_softmax(logits))"),
+        (expected + entropy / bounds.shape[1], "the entropy is a sum over the classes, not a mean"),
+        ((q_dim0 * bounds).sum(-1) - (q_dim0 * q_dim0.log()).sum(-1),
+         "the softmax runs over the classes (dimension -1), not over the images"),
+        (torch.logsumexp(bounds, -1), "that is the bound's ceiling log sum_y exp L(x, y), reached only when q = "
+                                      "softmax_y L(x, y); U uses the classifier's q"),
+        (bounds.mean(-1) + math.log(10), "that weighs every class by 1/C: U uses the classifier's q(y | x)"),
+    ], "U(x) = sum_y q(y|x) (L(x, y) - log q(y|x)) with log q = log_softmax(logits) over the classes")
+
+
+def _m2_hidden_label_weight(answer: Any) -> str | None:
+    """With 1 000 labels of N = 60 000: the batch weighting's weight on one labelled image over the paper's."""
+    value = _number(answer)
+    n, n_l = 60_000, 1_000
+    n_u = n - n_l
+    # one labelled image's share of each loss: d loss / d L(x, y) for that image
+    paper = (n_l / n_u) / n_l  # the paper's J^alpha / N_u: its bound is one term of the sum
+    batch = 1.0 / n_l  # each step's labelled mean, as heavy as the unlabelled batch's mean
+    truth = batch / paper
+    if _close(value, truth):
+        return None
+    if _close(value, 1 / truth):
+        return "upside down: the batch weighting is the heavier one"
+    if _close(value, 599.0):
+        return "that is the ratio for 100 labels, the chapter's; count the unlabelled images for 1 000"
+    if _close(value, n / n_l):
+        return "close: the paper's objective is divided by the unlabelled images N_u, not by all N"
+    if _close(value, 1.0):
+        return ("both take a mean over the labelled batch, but the paper's then multiplies it by N_l / N_u: "
+                "a mean over a batch can hide a weight, as a mean over pixels hides a beta")
+    return ("write each loss's weight on one labelled image's -L(x, y): 1/N_l times the labelled mean's factor "
+            "(vaelib.recipes.m2_weights), and divide")
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -779,6 +862,13 @@ EXERCISES: dict[str, Exercise] = {
                                  "(N, d) -> (N,)", _kl_noisy_code),
     "mixture-log-density": Exercise(7, "a function (z, weights, means, covs) -> a Gaussian mixture's log-density "
                                        "per row, (N,)", _mixture_log_density),
+    # Chapter 9
+    "m2-labelled-bound": Exercise(9, "M2's labelled bound L(x, y) when L(x | y) = -95 nats and C = 10, a number",
+                                  _m2_labelled_bound),
+    "m2-unlabelled-bound": Exercise(9, "a function (bounds, logits) -> U(x) per row, (N, C), (N, C) -> (N,)",
+                                    _m2_unlabelled_bound),
+    "m2-hidden-label-weight": Exercise(9, "how many times the batch weighting weighs a labelled image over the "
+                                          "paper's, 1 000 labels, a number", _m2_hidden_label_weight),
 }
 
 
