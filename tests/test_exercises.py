@@ -265,13 +265,12 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     assert out.startswith(f"{name}: not yet. Hint: ") and hint in out
     answer_text = {"l3-by-hand": ["98.9"], "grey-bce": ["0.611"], "bits-per-dim": ["0.147"], "kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
                    "pathwise-sigma-variance": ["12"], "optimal-baseline": ["= 4", "is 4"],
-                   "hidden-beta": ["784 "]}  # what would give the answer away
+                   "hidden-beta": ["784 "], "m2-labelled-bound": ["97.3", "2.30"],
+                   "m2-hidden-label-weight": ["59 ", "59."]}  # what would give the answer away
     right = RIGHT[name]
     if isinstance(right, (int, float)) and not isinstance(right, bool) and abs(right) >= 0.01:
         # any number answer, to the digits a reader would type, is never printed
         answer_text.setdefault(name, []).extend({f"{right:.3g}", f"{right:.2f}"} - {"784"})
-                   "hidden-beta": ["784 "], "m2-labelled-bound": ["97.3", "2.30"],
-                   "m2-hidden-label-weight": ["59 ", "59."]}  # what would give the answer away
     for secret in answer_text.get(name, []):
         assert secret not in out.replace("784 pixels", ""), f"the hint gives away {secret!r}"
 
