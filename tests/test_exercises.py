@@ -29,6 +29,11 @@ RIGHT = {
     "reparam-std": 0.25,
     "pathwise-sigma-variance": 12.0,  # 4 (a^2 + 2 sigma^2) with a = sigma = 1
     "optimal-baseline": 4.0,  # a^2 + 3 sigma^2 (vaelib.quadratic_cost_variances' b*)
+    # Chapter 8
+    "active-units": lambda mu: sum(float(c.var()) > 0.01 for c in mu.T),
+    "hidden-beta-means": 784 / 16,
+    "free-bits": lambda kl, delta: torch.maximum(kl.mean(0), torch.tensor(delta)).sum(),
+    "bce-floor": lambda x: torch.distributions.Bernoulli(probs=x).entropy().sum(-1),
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -85,6 +90,29 @@ WRONG = [
     ("optimal-baseline", 2.0, "mean baseline"),
     ("optimal-baseline", 0.0, "minimiser"),
     ("optimal-baseline", 3.0, "minimise"),
+    # Chapter 8
+    ("active-units", lambda mu: int((mu.std(0) > 0.01).sum()), "not on its standard deviation"),
+    ("active-units", lambda mu: int((mu.pow(2).mean(0) > 0.01).sum()), "E[mu^2] is not a variance"),
+    ("active-units", lambda mu: int((mu.var(1) > 0.01).sum()), "counts images"),
+    ("active-units", lambda mu: int((mu.var(0) > 0.1).sum()), "KL threshold"),
+    ("active-units", lambda mu: mu.var(0) > 0.01, "sum the mask"),
+    ("active-units", lambda mu: 3, "right on one input"),
+    ("hidden-beta-means", 784, "averaged too"),
+    ("hidden-beta-means", 1 / 16, "mean over the pixels as well"),
+    ("hidden-beta-means", 16 / 784, "upside down"),
+    ("hidden-beta-means", 784 * 128 / 16, "batch size cancels"),
+    ("hidden-beta-means", 16, "opposite directions"),
+    ("free-bits", lambda kl, delta: kl.clamp(min=delta).sum(1).mean(), "clamps each image's KL"),
+    ("free-bits", lambda kl, delta: kl.sum(1).mean(), "no clamp has acted"),
+    ("free-bits", lambda kl, delta: kl.mean(0).clamp(max=delta).sum(), "clamps from above"),
+    ("free-bits", lambda kl, delta: kl.mean(0).clamp(min=delta).mean(), "sum over the latent dimensions"),
+    ("free-bits", lambda kl, delta: kl.mean(0).clamp(min=delta), "one number for the batch"),
+    ("bce-floor", lambda x: -(x * x.log() + (1 - x) * (1 - x).log()).sum(1), "0 log 0"),
+    ("bce-floor", lambda x: torch.zeros(len(x)), "perfect reconstruction"),
+    ("bce-floor", lambda x: (torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).sum(1), "sign"),
+    ("bce-floor", lambda x: (torch.special.entr(x) + torch.special.entr(1 - x)).sum(1) / math.log(2),
+     "in bits"),
+    ("bce-floor", lambda x: (torch.special.entr(x) + torch.special.entr(1 - x)).mean(1), "mean over pixels"),
 ]
 
 
@@ -105,7 +133,8 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     assert out.startswith(f"{name}: not yet. Hint: ") and hint in out
     answer_text = {"l3-by-hand": ["98.9"], "grey-bce": ["0.611"], "bits-per-dim": ["0.147"], "kl-by-hand": ["0.818"], "gap-correlation": ["0.93"], "reparam-std": ["0.25"],
                    "pathwise-sigma-variance": ["12"], "optimal-baseline": ["= 4", "is 4"],
-                   "hidden-beta": ["784 "]}  # what would give the answer away
+                   "hidden-beta": ["784 "],
+                   "hidden-beta-means": ["49"]}  # what would give the answer away
     for secret in answer_text.get(name, []):
         assert secret not in out.replace("784 pixels", ""), f"the hint gives away {secret!r}"
 
