@@ -76,6 +76,11 @@ RIGHT = {
     "m2-unlabelled-bound": lambda L, a: ((a - a.logsumexp(-1, keepdim=True)).exp()
                                          * (L - (a - a.logsumexp(-1, keepdim=True)))).sum(-1),
     "m2-hidden-label-weight": 59000 / 1000,
+    # Chapter 8
+    "active-units": lambda mu: sum(float(c.var()) > 0.01 for c in mu.T),
+    "hidden-beta-means": 784 / 16,
+    "free-bits": lambda kl, delta: torch.maximum(kl.mean(0), torch.tensor(delta)).sum(),
+    "bce-floor": lambda x: torch.distributions.Bernoulli(probs=x).entropy().sum(-1),
 }
 # Wrong answers and a piece of the hint each must get.
 WRONG = [
@@ -245,6 +250,29 @@ WRONG = [
     ("m2-hidden-label-weight", 60, "not by all N"),
     ("m2-hidden-label-weight", 1, "hides a beta"),
     ("m2-hidden-label-weight", 6, "m2_weights"),
+    # Chapter 8
+    ("active-units", lambda mu: int((mu.std(0) > 0.01).sum()), "not on its standard deviation"),
+    ("active-units", lambda mu: int((mu.pow(2).mean(0) > 0.01).sum()), "E[mu^2] is not a variance"),
+    ("active-units", lambda mu: int((mu.var(1) > 0.01).sum()), "counts images"),
+    ("active-units", lambda mu: int((mu.var(0) > 0.1).sum()), "KL threshold"),
+    ("active-units", lambda mu: mu.var(0) > 0.01, "sum the mask"),
+    ("active-units", lambda mu: 3, "right on one input"),
+    ("hidden-beta-means", 784, "averaged too"),
+    ("hidden-beta-means", 1 / 16, "mean over the pixels as well"),
+    ("hidden-beta-means", 16 / 784, "upside down"),
+    ("hidden-beta-means", 784 * 128 / 16, "batch size cancels"),
+    ("hidden-beta-means", 16, "opposite directions"),
+    ("free-bits", lambda kl, delta: kl.clamp(min=delta).sum(1).mean(), "clamps each image's KL"),
+    ("free-bits", lambda kl, delta: kl.sum(1).mean(), "no clamp has acted"),
+    ("free-bits", lambda kl, delta: kl.mean(0).clamp(max=delta).sum(), "clamps from above"),
+    ("free-bits", lambda kl, delta: kl.mean(0).clamp(min=delta).mean(), "sum over the latent dimensions"),
+    ("free-bits", lambda kl, delta: kl.mean(0).clamp(min=delta), "one number for the batch"),
+    ("bce-floor", lambda x: -(x * x.log() + (1 - x) * (1 - x).log()).sum(1), "0 log 0"),
+    ("bce-floor", lambda x: torch.zeros(len(x)), "perfect reconstruction"),
+    ("bce-floor", lambda x: (torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).sum(1), "sign"),
+    ("bce-floor", lambda x: (torch.special.entr(x) + torch.special.entr(1 - x)).sum(1) / math.log(2),
+     "in bits"),
+    ("bce-floor", lambda x: (torch.special.entr(x) + torch.special.entr(1 - x)).mean(1), "mean over pixels"),
 ]
 
 
@@ -271,6 +299,8 @@ def test_a_wrong_answer_gets_its_hint_and_never_the_solution(name, answer, hint,
     if isinstance(right, (int, float)) and not isinstance(right, bool) and abs(right) >= 0.01:
         # any number answer, to the digits a reader would type, is never printed
         answer_text.setdefault(name, []).extend({f"{right:.3g}", f"{right:.2f}"} - {"784"})
+                   "hidden-beta": ["784 "],
+                   "hidden-beta-means": ["49"]}  # what would give the answer away
     for secret in answer_text.get(name, []):
         assert secret not in out.replace("784 pixels", ""), f"the hint gives away {secret!r}"
 

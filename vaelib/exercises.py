@@ -808,6 +808,138 @@ def _m2_hidden_label_weight(answer: Any) -> str | None:
                 "a mean over a batch can hide a weight, as a mean over pixels hides a beta")
     return ("write each loss's weight on one labelled image's -L(x, y): 1/N_l times the labelled mean's factor "
             "(vaelib.recipes.m2_weights), and divide")
+# ---- Chapter 8: beyond the basic VAE ------------------------------------------------------------
+
+def _active_units_inputs() -> list[tuple[torch.Tensor, int]]:
+    """Encoder means (N, d) whose columns have exactly the variances below over the images, with the
+    count of those above 0.01 known by construction (no variance is near the threshold)."""
+    g = torch.Generator().manual_seed(8)
+    # (variance over the images, mean): three columns above 0.01; a spread of 0.05 or 0.02 passes a
+    # threshold on the standard deviation; a column far from 0 with no spread passes one on E[mu^2]
+    columns = [(1.0, 0.0), (0.25, 0.3), (0.04, -0.2), (0.0025, 0.0), (0.0004, 0.0), (1e-6, 2.0),
+               (1e-8, 0.0), (1e-8, 0.0), (1e-8, 0.0)]
+    noise = torch.randn(400, len(columns), generator=g, dtype=torch.float64)
+    noise = (noise - noise.mean(0)) / noise.std(0)  # sample mean 0, sample variance 1, exactly
+    mu = torch.stack([m + math.sqrt(v) * noise[:, j] for j, (v, m) in enumerate(columns)], 1)
+    some = [0, 3, 4, 5, 6]  # a second input, so a constant answer fails
+    return [(mu, sum(v > 0.01 for v, _ in columns)), (mu[:, some], sum(columns[j][0] > 0.01 for j in some))]
+
+
+def _active_units(answer: Any) -> str | None:
+    """A function mu (N, d) -> the number of latent dimensions whose posterior mean varies over the
+    N images with a variance above 0.01."""
+    for i, (mu, truth) in enumerate(_active_units_inputs()):
+        got = _call(answer, mu)
+        if got.numel() != 1:
+            if got.numel() == mu.shape[1]:
+                return "one number: count the dimensions that pass (sum the mask), not a value per dimension"
+            return f"one count for the whole (N, d) input; yours gave shape {tuple(got.shape)}"
+        value = got.item()
+        if _close(value, truth, rel=0.0, abs_=1e-9):
+            continue
+        n, d = mu.shape
+        if i > 0:
+            return "right on one input, wrong on another: count from mu itself, not a number read off the chapter"
+        if value > d:
+            return "that counts images: the variance is over the images (dimension 0), one per latent dimension"
+        std = int((mu.std(0) > 0.01).sum())
+        second = int((mu.pow(2).mean(0) > 0.01).sum())
+        hints = {d - truth: "that counts the inactive dimensions: active ones vary by more than the threshold",
+                 int((mu.var(0) > 0.1).sum()): "0.1 nats is the chapter's KL threshold; active units compare the "
+                                               "variance of the mean with 0.01",
+                 std: "the threshold 0.01 is on the variance of the mean over the data, not on its standard deviation",
+                 second: "E[mu^2] is not a variance: subtract the mean over the images first (a dimension can sit far "
+                         "from 0 without varying)"}
+        return hints.get(round(value), "compute Var over the images of each column of mu (dimension 0) and "
+                                       "count the columns above 0.01")
+    return None
+
+
+def _hidden_beta_means(answer: Any) -> str | None:
+    """The beta of BCE averaged over the batch and the 784 pixels plus a (B, 16) KL averaged over the
+    batch and the 16 latent dimensions, against the summed ELBO per image."""
+    value = _number(answer)
+    pixels, codes = 784, 16
+    # the weight of the KL when the whole loss is rescaled so its reconstruction term is the summed one
+    truth = (1 / codes) / (1 / pixels)
+    if _close(value, truth):
+        return None
+    if _close(value, 1 / truth):
+        return "upside down: scale the whole loss until the reconstruction term is the sum over pixels"
+    if _close(value, pixels):
+        return "the KL is averaged too, over the latent dimensions: that divides its weight"
+    if _close(value, 1 / codes):
+        return "the reconstruction term is a mean over the pixels as well: rescaling it multiplies the KL's weight"
+    if _close(value, codes):
+        return "the pixels' factor and the codes' factor act in opposite directions: one multiplies, one divides"
+    if value > pixels:
+        return "both terms are averaged over the same batch, so the batch size cancels"
+    return ("write each mean as (1 / count) times a sum, then multiply the loss until the reconstruction term is "
+            "the sum over pixels: what weighs the summed KL?")
+
+
+def _free_bits_inputs(delta: float, seed: int) -> torch.Tensor:
+    """Per-image, per-dimension KLs (B, d): dimensions well above delta, below it on average,
+    and some that cross delta in some images only (so where the clamp acts matters)."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([3.0, 1.5, 1.0, 0.6, 0.3, 0.1, 0.05, 0.01], dtype=torch.float64) * delta * 2
+    return scale * torch.rand(32, len(scale), generator=g, dtype=torch.float64) * 2
+
+
+def _free_bits(answer: Any) -> str | None:
+    """A function (kl (B, d), delta) -> the free-bits KL term sum_j max(mean_b kl[b, j], delta)."""
+    for delta, seed in [(0.5, 3), (0.25, 4)]:
+        kl = _free_bits_inputs(delta, seed)
+        truth = torch.tensor(sum(max(float(kl[:, j].mean()), delta) for j in range(kl.shape[1])),
+                             dtype=torch.float64)
+        got = _call(answer, kl, delta)
+        if got.numel() == kl.shape[1]:
+            return "one number for the batch: sum the clamped dimensions"
+        if got.numel() != 1:
+            return f"the term is one number for the batch; yours gave shape {tuple(got.shape)}"
+        hint = _match(got.reshape(()), truth, [
+            (kl.clamp(min=delta).sum(1).mean(), "that clamps each image's KL: free bits clamp each dimension's KL "
+                                                 "averaged over the batch, then sum"),
+            (kl.sum(1).mean(), "no clamp has acted: free bits replace each dimension's batch-averaged KL by "
+                               "max(KL_j, delta)"),
+            (kl.mean(0).clamp(max=delta).sum(), "that clamps from above: the KL is held at least delta, so a "
+                                                 "dimension below delta costs delta whatever it does"),
+            (kl.mean(0).clamp(min=delta).mean(), "average over the batch, but sum over the latent dimensions (the "
+                                                  "KL of independent dimensions adds up)"),
+            (kl.mean(0).sum() + delta * kl.shape[1], "free bits take a maximum, not a sum: max(KL_j, delta)"),
+        ], "average each dimension's KL over the batch (dimension 0), clamp it from below at delta, "
+           "sum over the dimensions", rtol=1e-9, atol=1e-9)
+        if hint is not None:
+            return hint
+    return None
+
+
+def _bce_floor(answer: Any) -> str | None:
+    """A function x (N, 784) of grey levels in [0, 1] -> the smallest BCE any decoder can give each
+    image, summed over the pixels, (N,) in nats."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(6, 784, generator=g, dtype=torch.float64)
+    x[x < 0.4] = 0.0  # exact 0s (half of Fashion-MNIST's pixels are) and 1s
+    x[x > 0.9] = 1.0
+    # the BCE at its minimiser lambda = x (PyTorch clamps log 0 at -100, so 0 log 0 counts as 0)
+    truth = F.binary_cross_entropy(x, x, reduction="none").sum(1)
+    got = _call(answer, x)
+    if got.shape != truth.shape:
+        if got.shape == x.shape:
+            return "one number per image: sum over the 784 pixels"
+        return f"one floor per image: for (N, 784) inputs the answer has shape (N,); yours gave {tuple(got.shape)}"
+    if not bool(torch.isfinite(got).all()):
+        return ("the exact 0 and 1 pixels give 0 log 0, which is 0 in the limit but nan in floating point: "
+                "use torch.xlogy or torch.special.entr")
+    return _match(got, truth, [
+        (torch.zeros_like(truth), "a perfect reconstruction lambda = x does not make the BCE zero when x is grey"),
+        (-truth, "a BCE is a negative log-probability, never below 0: check the sign"),
+        (truth / math.log(2.0), "that is in bits; the course measures in nats"),
+        (truth / x.shape[1], "that is a mean over pixels: the floor of the summed loss is the sum over pixels"),
+    ], "minimise -(x log lambda + (1 - x) log(1 - lambda)) over lambda for each pixel, then sum the minima",
+        rtol=1e-5, atol=1e-3)
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -869,6 +1001,14 @@ EXERCISES: dict[str, Exercise] = {
                                     _m2_unlabelled_bound),
     "m2-hidden-label-weight": Exercise(9, "how many times the batch weighting weighs a labelled image over the "
                                           "paper's, 1 000 labels, a number", _m2_hidden_label_weight),
+    # Chapter 8
+    "active-units": Exercise(8, "a function mu (N, d) -> the number of dimensions with Var over the images > 0.01",
+                             _active_units),
+    "hidden-beta-means": Exercise(8, "the beta of BCE averaged over batch and pixels plus KL averaged over batch and "
+                                     "16 codes, a number", _hidden_beta_means),
+    "free-bits": Exercise(8, "a function (kl (B, d), delta) -> sum_j max(batch-mean KL_j, delta), a number",
+                          _free_bits),
+    "bce-floor": Exercise(8, "a function x (N, 784) -> the smallest summed BCE of each grey image, (N,)", _bce_floor),
 }
 
 
