@@ -264,49 +264,6 @@ def _optimal_baseline(answer: Any) -> str | None:
     return "minimise E[(f - b)^2 s^2] over b, with s = eps / sigma the score of mu"
 
 
-# ---- Chapter 6: the VAE, evaluated --------------------------------------------------------------
-
-_LOG_W3 = (-100.0, -102.0, -98.0)
-
-
-def _l3_by_hand(answer: Any) -> str | None:
-    """L_3 for the log weights -100, -102, -98, in nats."""
-    value = _number(answer)
-    log_w = torch.tensor(_LOG_W3, dtype=torch.float64)
-    truth = (torch.logsumexp(log_w, 0) - math.log(3)).item()
-    if _close(value, truth, rel=1e-6, abs_=1e-4):
-        return None
-    if _close(value, log_w.mean().item()):
-        return "that is the mean of the log weights, the ELBO's estimate; L_k takes the log of the mean weight"
-    if _close(value, truth + math.log(3)):
-        return "subtract log k: L_k is the log of the mean weight, not of their sum"
-    if _close(value, log_w.max().item()):
-        return "close to the largest log weight, but the others add a little and the 1/k takes some away"
-    if value > 0:
-        return "log weights of -100 nats give a bound near -100, not a positive number: check the signs"
-    return "L_3 = log((e^-100 + e^-102 + e^-98) / 3); factor e^-98 out before taking the log"
-
-
-def _nll_from_weights(answer: Any) -> str | None:
-    """A function log_w (k, N) -> the per-image estimate -L_k of the NLL, shape (N,)."""
-    g = torch.Generator().manual_seed(5)
-    log_w = -800 + 3 * torch.randn(50, 7, generator=g, dtype=torch.float64)  # exp underflows, as in float32
-    truth = -(torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]))
-    got = _call(answer, log_w)
-    if got.shape != truth.shape:
-        if got.numel() == log_w.shape[0]:
-            return "that reduces over the images: the k samples are dimension 0, the images dimension 1"
-        return f"one estimate per image: for (k, N) log weights the answer has shape (N,); yours gave {tuple(got.shape)}"
-    otherwise = ("exp of log weights this small underflows to 0: use torch.logsumexp, not log(mean(exp(...)))"
-                 if not bool(torch.isfinite(got).all()) else
-                 "L_k = logsumexp over the k samples of log_w, minus log k; the NLL estimate is -L_k")
-    return _match(got, truth, [
-        (-truth, "that is L_k itself; the NLL estimate is its negative"),
-        (-log_w.mean(0), "that is the negative ELBO estimate: average the weights, not their logs (log-sum-exp)"),
-        (truth - math.log(log_w.shape[0]), "subtract log k inside: L_k = logsumexp(log_w) - log k"),
-    ], otherwise, rtol=1e-9, atol=1e-9)
-
-
 # ---- Chapter 5: autoencoders ------------------------------------------------------------------
 
 def _binary_images(n: int = 6, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -465,6 +422,366 @@ def _linear_ae_error(answer: Any) -> str | None:
                              "pixels"),
     ], "the best linear code keeps the top d principal directions: the error is the variance in the others",
         rtol=1e-6, atol=1e-8)
+
+
+# ---- Chapter 6: the VAE, evaluated --------------------------------------------------------------
+
+_LOG_W3 = (-100.0, -102.0, -98.0)
+
+
+def _l3_by_hand(answer: Any) -> str | None:
+    """L_3 for the log weights -100, -102, -98, in nats."""
+    value = _number(answer)
+    log_w = torch.tensor(_LOG_W3, dtype=torch.float64)
+    truth = (torch.logsumexp(log_w, 0) - math.log(3)).item()
+    if _close(value, truth, rel=1e-6, abs_=1e-4):
+        return None
+    if _close(value, log_w.mean().item()):
+        return "that is the mean of the log weights, the ELBO's estimate; L_k takes the log of the mean weight"
+    if _close(value, truth + math.log(3)):
+        return "subtract log k: L_k is the log of the mean weight, not of their sum"
+    if _close(value, log_w.max().item()):
+        return "close to the largest log weight, but the others add a little and the 1/k takes some away"
+    if value > 0:
+        return "log weights of -100 nats give a bound near -100, not a positive number: check the signs"
+    return "L_3 = log((e^-100 + e^-102 + e^-98) / 3); factor e^-98 out before taking the log"
+
+
+def _nll_from_weights(answer: Any) -> str | None:
+    """A function log_w (k, N) -> the per-image estimate -L_k of the NLL, shape (N,)."""
+    g = torch.Generator().manual_seed(5)
+    log_w = -800 + 3 * torch.randn(50, 7, generator=g, dtype=torch.float64)  # exp underflows, as in float32
+    truth = -(torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]))
+    got = _call(answer, log_w)
+    if got.shape != truth.shape:
+        if got.numel() == log_w.shape[0]:
+            return "that reduces over the images: the k samples are dimension 0, the images dimension 1"
+        return f"one estimate per image: for (k, N) log weights the answer has shape (N,); yours gave {tuple(got.shape)}"
+    otherwise = ("exp of log weights this small underflows to 0: use torch.logsumexp, not log(mean(exp(...)))"
+                 if not bool(torch.isfinite(got).all()) else
+                 "L_k = logsumexp over the k samples of log_w, minus log k; the NLL estimate is -L_k")
+    return _match(got, truth, [
+        (-truth, "that is L_k itself; the NLL estimate is its negative"),
+        (-log_w.mean(0), "that is the negative ELBO estimate: average the weights, not their logs (log-sum-exp)"),
+        (truth - math.log(log_w.shape[0]), "subtract log k inside: L_k = logsumexp(log_w) - log k"),
+    ], otherwise, rtol=1e-9, atol=1e-9)
+
+
+# ---- Chapter 7: the VAE against the autoencoder -------------------------------------------------
+
+def _paired_pair(seed: int = 7, n: int = 40):
+    """Two columns that vary together (the same images under two models), as in the chapter."""
+    g = torch.Generator().manual_seed(seed)
+    common = 4 * torch.randn(n, generator=g, dtype=torch.float64)  # how hard each image is
+    a = 130 + common + torch.randn(n, generator=g, dtype=torch.float64)
+    b = 127 + common + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    return a, b
+
+
+def _paired_difference_se(answer: Any) -> str | None:
+    """A function (a, b) -> the standard error of mean(a - b) for paired columns a[i], b[i]: (N,), (N,) -> a number."""
+    a, b = _paired_pair()
+    n = len(a)
+    # from the covariance matrix: Var(a - b) = Var a + Var b - 2 Cov(a, b), each with N - 1
+    cov = torch.cov(torch.stack([a, b]))
+    truth = ((cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]) / n).sqrt()
+    got = _call(answer, a, b)
+    if got.numel() != 1:
+        return ("one number for the two columns: the standard error of the mean difference; "
+                f"yours gave shape {tuple(got.shape)}")
+    got = got.reshape(())
+    var_a, var_b, var_d = cov[0, 0], cov[1, 1], cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    return _match(got, truth, [
+        (((var_a + var_b) / n).sqrt(), "that treats a and b as independent samples; they are the same "
+                                       "images, so take the differences a - b first and use their spread"),
+        ((var_a / n).sqrt() + (var_b / n).sqrt(), "standard errors do not add, and these columns are not "
+                                                   "independent: take the differences a - b first"),
+        (var_d.sqrt(), "that is the spread of one difference; the mean of N differences varies less, "
+                       "by a factor sqrt(N)"),
+        ((var_d * (n - 1) / n / n).sqrt(), "torch.std divides by N - 1 (Bessel's correction), as the "
+                                            "chapter's mean_se does; yours divides by N"),
+        (var_d / n, "that is a variance: the standard error is its square root"),
+    ], "take the differences d = a - b image by image; the standard error of their mean is std(d) / sqrt(N)",
+        rtol=1e-6, atol=1e-9)
+
+
+_TOY_AE_MEAN = 0.9  # the toy autoencoder's decoder: every pixel on with this probability for code 1
+
+
+def _ae_likelihood_total(answer: Any) -> str | None:
+    """The toy 3-pixel autoencoder's sum over all 8 images of p(x | f(x)), f the majority vote."""
+    value = _number(answer)
+    lam = _TOY_AE_MEAN
+    # by counting: k pixels agree with the code's mean-0.9 side; majority images have k = 2 or 3,
+    # and the two codes mirror each other
+    half = sum(math.comb(3, k) * lam**k * (1 - lam) ** (3 - k) for k in (2, 3))
+    truth = 2 * half
+    if _close(value, truth, rel=1e-6, abs_=1e-6):
+        return None
+    if _close(value, 1.0):
+        return ("a likelihood would sum to 1 over the eight images; the point of the exercise is "
+                "that this one need not: add the eight numbers")
+    if _close(value, half):
+        return "that covers the images coded 1 only: the images coded 0 count too"
+    if _close(value, truth / 8):
+        return "that is the mean over the eight images; the question asks for their sum"
+    losses = 2 * sum(-math.comb(3, k) * math.log(lam**k * (1 - lam) ** (3 - k)) for k in (2, 3))
+    if _close(value, losses):
+        return "that adds the losses -log p(x | f(x)); add the probabilities p(x | f(x)) = exp(-loss)"
+    return ("for each of the eight images find its code (the majority vote), then p(x | code) is a "
+            "product of three Bernoulli probabilities; add the eight products")
+
+
+def _kl_noisy_code(answer: Any) -> str | None:
+    """A function (mu, sigma) -> KL(N(mu, diag sigma^2) || N(0, I)) per row, (N, d), (N, d) -> (N,)."""
+    g = torch.Generator().manual_seed(8)
+    mu = 3 * torch.randn(60, 3, generator=g, dtype=torch.float64)
+    sigma = 0.05 + torch.rand(60, 3, generator=g, dtype=torch.float64)  # standard deviations, not all < 1
+    truth = kl_divergence(Normal(mu, sigma), Normal(0.0, 1.0)).sum(-1)
+    got = _call(answer, mu, sigma)
+    if got.shape != truth.shape:
+        if got.shape == mu.shape:
+            return "one KL per row: sum over the d dimensions (the KL of independent dimensions adds up)"
+        return f"for (N, d) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
+    half_log = -0.5 * (1 + sigma.log() - mu**2 - sigma**2).sum(-1)  # log sigma where log sigma^2 belongs
+    return _match(got, truth, [
+        (-truth, "the sign is flipped: a KL is never negative, KL = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2)"),
+        (half_log, "log sigma^2 is 2 log sigma: you put log sigma where the log-variance belongs"),
+        (kl_divergence(Normal(mu, sigma.sqrt()), Normal(0.0, 1.0)).sum(-1),
+         "sigma is a standard deviation here, not a variance: the variance is sigma^2"),
+        (truth / mu.shape[1], "you averaged over the dimensions: the KL of a diagonal Gaussian is their sum"),
+        (kl_divergence(Normal(0.0, 1.0), Normal(mu, sigma)).sum(-1),
+         "that is KL(N(0, I) || q), the other direction: the expectation is under q = N(mu, sigma^2)"),
+    ], "write the KL of one dimension, log(1 / sigma) + (sigma^2 + mu^2) / 2 - 1/2, and sum over the dimensions")
+
+
+def _mixture_case(seed: int = 9):
+    g = torch.Generator().manual_seed(seed)
+    c, d, n = 4, 2, 30
+    weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    means = 2 * torch.randn(c, d, generator=g, dtype=torch.float64)
+    factors = torch.randn(c, d, d, generator=g, dtype=torch.float64)
+    covs = factors @ factors.transpose(-1, -2) + 0.5 * torch.eye(d, dtype=torch.float64)
+    z = 2 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return z, weights, means, covs
+
+
+def _mixture_log_density(answer: Any) -> str | None:
+    """A function (z, weights, means, covs) -> log of the Gaussian mixture's density at each row of z,
+    (N, d), (C,), (C, d), (C, d, d) -> (N,)."""
+    z, weights, means, covs = _mixture_case()
+    d = z.shape[1]
+    # each component's density by its formula (inverse and determinant), then the weighted sum, then the log
+    diff = z[:, None, :] - means  # (N, C, d)
+    maha = torch.einsum("ncj,cjk,nck->nc", diff, torch.linalg.inv(covs), diff)
+    dens = (-0.5 * maha).exp() / ((2 * math.pi) ** d * torch.linalg.det(covs)).sqrt()  # (N, C)
+    truth = (dens * weights).sum(-1).log()
+    got = _call(answer, z, weights, means, covs)
+    if got.shape != truth.shape:
+        if got.shape == dens.shape:
+            return "one log-density per point: combine the C components (a weighted sum of densities)"
+        return f"for (N, d) points the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
+    return _match(got, truth, [
+        (dens.sum(-1).log(), "the components have unequal weights: multiply each density by its weight"),
+        (dens.mean(-1).log(), "that gives every component the weight 1/C; use the weights given"),
+        ((dens.log() * weights).sum(-1), "that is the weighted mean of the log-densities, a lower bound "
+                                         "(Jensen): take the log of the weighted sum of densities"),
+        ((dens * weights).max(-1).values.log(), "that keeps only the largest weighted component; "
+                                                 "the others add to the density too"),
+    ], "log p(z) = logsumexp over c of (log weight_c + log N(z; mean_c, cov_c))")
+
+
+# ---- Chapter 8: beyond the basic VAE ------------------------------------------------------------
+
+def _active_units_inputs() -> list[tuple[torch.Tensor, int]]:
+    """Encoder means (N, d) whose columns have exactly the variances below over the images, with the
+    count of those above 0.01 known by construction (no variance is near the threshold)."""
+    g = torch.Generator().manual_seed(8)
+    # (variance over the images, mean): three columns above 0.01; a spread of 0.05 or 0.02 passes a
+    # threshold on the standard deviation; a column far from 0 with no spread passes one on E[mu^2]
+    columns = [(1.0, 0.0), (0.25, 0.3), (0.04, -0.2), (0.0025, 0.0), (0.0004, 0.0), (1e-6, 2.0),
+               (1e-8, 0.0), (1e-8, 0.0), (1e-8, 0.0)]
+    noise = torch.randn(400, len(columns), generator=g, dtype=torch.float64)
+    noise = (noise - noise.mean(0)) / noise.std(0)  # sample mean 0, sample variance 1, exactly
+    mu = torch.stack([m + math.sqrt(v) * noise[:, j] for j, (v, m) in enumerate(columns)], 1)
+    some = [0, 3, 4, 5, 6]  # a second input, so a constant answer fails
+    return [(mu, sum(v > 0.01 for v, _ in columns)), (mu[:, some], sum(columns[j][0] > 0.01 for j in some))]
+
+
+def _active_units(answer: Any) -> str | None:
+    """A function mu (N, d) -> the number of latent dimensions whose posterior mean varies over the
+    N images with a variance above 0.01."""
+    for i, (mu, truth) in enumerate(_active_units_inputs()):
+        got = _call(answer, mu)
+        if got.numel() != 1:
+            if got.numel() == mu.shape[1]:
+                return "one number: count the dimensions that pass (sum the mask), not a value per dimension"
+            return f"one count for the whole (N, d) input; yours gave shape {tuple(got.shape)}"
+        value = got.item()
+        if _close(value, truth, rel=0.0, abs_=1e-9):
+            continue
+        n, d = mu.shape
+        if i > 0:
+            return "right on one input, wrong on another: count from mu itself, not a number read off the chapter"
+        if value > d:
+            return "that counts images: the variance is over the images (dimension 0), one per latent dimension"
+        std = int((mu.std(0) > 0.01).sum())
+        second = int((mu.pow(2).mean(0) > 0.01).sum())
+        hints = {d - truth: "that counts the inactive dimensions: active ones vary by more than the threshold",
+                 int((mu.var(0) > 0.1).sum()): "0.1 nats is the chapter's KL threshold; active units compare the "
+                                               "variance of the mean with 0.01",
+                 std: "the threshold 0.01 is on the variance of the mean over the data, not on its standard deviation",
+                 second: "E[mu^2] is not a variance: subtract the mean over the images first (a dimension can sit far "
+                         "from 0 without varying)"}
+        return hints.get(round(value), "compute Var over the images of each column of mu (dimension 0) and "
+                                       "count the columns above 0.01")
+    return None
+
+
+def _hidden_beta_means(answer: Any) -> str | None:
+    """The beta of BCE averaged over the batch and the 784 pixels plus a (B, 16) KL averaged over the
+    batch and the 16 latent dimensions, against the summed ELBO per image."""
+    value = _number(answer)
+    pixels, codes = 784, 16
+    # the weight of the KL when the whole loss is rescaled so its reconstruction term is the summed one
+    truth = (1 / codes) / (1 / pixels)
+    if _close(value, truth):
+        return None
+    if _close(value, 1 / truth):
+        return "upside down: scale the whole loss until the reconstruction term is the sum over pixels"
+    if _close(value, pixels):
+        return "the KL is averaged too, over the latent dimensions: that divides its weight"
+    if _close(value, 1 / codes):
+        return "the reconstruction term is a mean over the pixels as well: rescaling it multiplies the KL's weight"
+    if _close(value, codes):
+        return "the pixels' factor and the codes' factor act in opposite directions: one multiplies, one divides"
+    if value > pixels:
+        return "both terms are averaged over the same batch, so the batch size cancels"
+    return ("write each mean as (1 / count) times a sum, then multiply the loss until the reconstruction term is "
+            "the sum over pixels: what weighs the summed KL?")
+
+
+def _free_bits_inputs(delta: float, seed: int) -> torch.Tensor:
+    """Per-image, per-dimension KLs (B, d): dimensions well above delta, below it on average,
+    and some that cross delta in some images only (so where the clamp acts matters)."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([3.0, 1.5, 1.0, 0.6, 0.3, 0.1, 0.05, 0.01], dtype=torch.float64) * delta * 2
+    return scale * torch.rand(32, len(scale), generator=g, dtype=torch.float64) * 2
+
+
+def _free_bits(answer: Any) -> str | None:
+    """A function (kl (B, d), delta) -> the free-bits KL term sum_j max(mean_b kl[b, j], delta)."""
+    for delta, seed in [(0.5, 3), (0.25, 4)]:
+        kl = _free_bits_inputs(delta, seed)
+        truth = torch.tensor(sum(max(float(kl[:, j].mean()), delta) for j in range(kl.shape[1])),
+                             dtype=torch.float64)
+        got = _call(answer, kl, delta)
+        if got.numel() == kl.shape[1]:
+            return "one number for the batch: sum the clamped dimensions"
+        if got.numel() != 1:
+            return f"the term is one number for the batch; yours gave shape {tuple(got.shape)}"
+        hint = _match(got.reshape(()), truth, [
+            (kl.clamp(min=delta).sum(1).mean(), "that clamps each image's KL: free bits clamp each dimension's KL "
+                                                 "averaged over the batch, then sum"),
+            (kl.sum(1).mean(), "no clamp has acted: free bits replace each dimension's batch-averaged KL by "
+                               "max(KL_j, delta)"),
+            (kl.mean(0).clamp(max=delta).sum(), "that clamps from above: the KL is held at least delta, so a "
+                                                 "dimension below delta costs delta whatever it does"),
+            (kl.mean(0).clamp(min=delta).mean(), "average over the batch, but sum over the latent dimensions (the "
+                                                  "KL of independent dimensions adds up)"),
+            (kl.mean(0).sum() + delta * kl.shape[1], "free bits take a maximum, not a sum: max(KL_j, delta)"),
+        ], "average each dimension's KL over the batch (dimension 0), clamp it from below at delta, "
+           "sum over the dimensions", rtol=1e-9, atol=1e-9)
+        if hint is not None:
+            return hint
+    return None
+
+
+# ---- Chapter 9: conditional generation and few labels ------------------------------------------
+
+_COND_ELBO = -95.0  # L(x | y) of one labelled image, nats
+
+
+def _m2_labelled_bound(answer: Any) -> str | None:
+    """M2's labelled bound L(x, y) of an image whose conditional ELBO L(x | y) is -95 nats, C = 10."""
+    value = _number(answer)
+    log_prior = torch.distributions.Categorical(logits=torch.zeros(10, dtype=torch.float64)).log_prob(
+        torch.tensor(3)).item()
+    truth = _COND_ELBO + log_prior
+    near = lambda v: _close(value, v, rel=0.0, abs_=0.005)  # noqa: E731  (two decimals; mistakes differ by 0.1)
+    if near(truth):
+        return None
+    if near(_COND_ELBO):
+        return "that is the conditional ELBO alone: the joint p(x, y) has one more factor, the label's prior"
+    if near(_COND_ELBO - log_prior):
+        return "the sign of log p(y): a probability below 1 has a negative log, so the bound goes down"
+    if near(_COND_ELBO - 1.0):
+        return "that is a base-10 logarithm: the course's logs are natural (nats)"
+    if near(_COND_ELBO - math.log2(10)):
+        return "that is a base-2 logarithm (bits): the course's logs are natural (nats)"
+    if near(_COND_ELBO - 0.1):
+        return "add log p(y), not p(y) itself"
+    if near(_COND_ELBO - 10):
+        return "add log p(y) with p(y) = 1 / C, not C itself"
+    return "L(x, y) = L(x | y) + log p(y), with p(y) uniform over the ten digits"
+
+
+def _m2_unlabelled_bound(answer: Any) -> str | None:
+    """A function (bounds, logits) -> U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), (N, C), (N, C) -> (N,)."""
+    g = torch.Generator().manual_seed(9)
+    bounds = -100 + 5 * torch.randn(40, 10, generator=g, dtype=torch.float64)  # L(x, y) per image and class
+    logits = 1.0 + 2 * torch.randn(40, 10, generator=g, dtype=torch.float64)  # not normalised
+    # by another route: U = logsumexp_y L(x, y) - KL(q(y | x) || softmax_y L(x, y))  (eq-m2-gap)
+    q = torch.distributions.Categorical(logits=logits)
+    truth = torch.logsumexp(bounds, -1) - kl_divergence(q, torch.distributions.Categorical(logits=bounds))
+    got = _call(answer, bounds, logits)
+    if got.shape != truth.shape:
+        if got.shape == bounds.shape:
+            return "one bound per image: sum over the C classes (dimension -1)"
+        return f"for (N, C) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
+    probs, entropy = q.probs, q.entropy()
+    expected = (probs * bounds).sum(-1)
+    q_dim0 = torch.softmax(logits, 0)
+    return _match(got, truth, [
+        (expected, "the entropy term is missing: q(y | x) is part of q, so -E_q[log q(y | x)] belongs in the bound"),
+        (expected - entropy, "the entropy's sign: U adds H(q) = -sum_y q log q, which is >= 0"),
+        (expected - (probs * logits).sum(-1), "log q(y | x) is log_softmax(logits), not the logits themselves"),
+        ((logits * bounds).sum(-1) + entropy, "weigh the bounds by the probabilities q = softmax(logits), not the logits"),
+        ((q.logits * bounds).sum(-1) + entropy,
+         "those weights are log-probabilities: weigh the bounds by q = exp(log_softmax(logits))"),
+        (expected + entropy / bounds.shape[1], "the entropy is a sum over the classes, not a mean"),
+        ((q_dim0 * bounds).sum(-1) - (q_dim0 * q_dim0.log()).sum(-1),
+         "the softmax runs over the classes (dimension -1), not over the images"),
+        (torch.logsumexp(bounds, -1), "that is the bound's ceiling log sum_y exp L(x, y), reached only when q = "
+                                      "softmax_y L(x, y); U uses the classifier's q"),
+        (bounds.mean(-1) + math.log(10), "that weighs every class by 1/C: U uses the classifier's q(y | x)"),
+    ], "U(x) = sum_y q(y|x) (L(x, y) - log q(y|x)) with log q = log_softmax(logits) over the classes")
+
+
+def _m2_hidden_label_weight(answer: Any) -> str | None:
+    """With 1 000 labels of N = 60 000: the batch weighting's weight on one labelled image over the paper's."""
+    value = _number(answer)
+    n, n_l = 60_000, 1_000
+    n_u = n - n_l
+    # one labelled image's share of each loss: d loss / d L(x, y) for that image
+    paper = (n_l / n_u) / n_l  # the paper's J^alpha / N_u: its bound is one term of the sum
+    batch = 1.0 / n_l  # each step's labelled mean, as heavy as the unlabelled batch's mean
+    truth = batch / paper
+    if _close(value, truth):
+        return None
+    if _close(value, 1 / truth):
+        return "upside down: the batch weighting is the heavier one"
+    if _close(value, 599.0):
+        return "that is the ratio for 100 labels, the chapter's; count the unlabelled images for 1 000"
+    if _close(value, n / n_l):
+        return "close: the paper's objective is divided by the unlabelled images N_u, not by all N"
+    if _close(value, 1.0):
+        return ("both take a mean over the labelled batch, but the paper's then multiplies it by N_l / N_u: "
+                "a mean over a batch can hide a weight, as a mean over pixels hides a beta")
+    return ("write each loss's weight on one labelled image's -L(x, y): 1/N_l times the labelled mean's factor "
+            "(vaelib.recipes.m2_weights), and divide")
+
+
 # ---- Chapter 10: tighter bounds -----------------------------------------------------------------
 
 def _decoder_work_ratio(answer: Any) -> str | None:
@@ -603,343 +920,6 @@ def _stl_iwae_loss(answer: Any) -> str | None:
                     "detach only mu and logvar, then evaluate log q at the undetached z_s")
         return "the decoder's gradient is right, the encoder's is not: only log q's mu and logvar are detached"
     return "the decoder's gradient should be that of -L_k; detach nothing but the parameters inside log q"
-# ---- Chapter 7: the VAE against the autoencoder -------------------------------------------------
-
-def _paired_pair(seed: int = 7, n: int = 40):
-    """Two columns that vary together (the same images under two models), as in the chapter."""
-    g = torch.Generator().manual_seed(seed)
-    common = 4 * torch.randn(n, generator=g, dtype=torch.float64)  # how hard each image is
-    a = 130 + common + torch.randn(n, generator=g, dtype=torch.float64)
-    b = 127 + common + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
-    return a, b
-
-
-def _paired_difference_se(answer: Any) -> str | None:
-    """A function (a, b) -> the standard error of mean(a - b) for paired columns a[i], b[i]: (N,), (N,) -> a number."""
-    a, b = _paired_pair()
-    n = len(a)
-    # from the covariance matrix: Var(a - b) = Var a + Var b - 2 Cov(a, b), each with N - 1
-    cov = torch.cov(torch.stack([a, b]))
-    truth = ((cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]) / n).sqrt()
-    got = _call(answer, a, b)
-    if got.numel() != 1:
-        return ("one number for the two columns: the standard error of the mean difference; "
-                f"yours gave shape {tuple(got.shape)}")
-    got = got.reshape(())
-    var_a, var_b, var_d = cov[0, 0], cov[1, 1], cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
-    return _match(got, truth, [
-        (((var_a + var_b) / n).sqrt(), "that treats a and b as independent samples; they are the same "
-                                       "images, so take the differences a - b first and use their spread"),
-        ((var_a / n).sqrt() + (var_b / n).sqrt(), "standard errors do not add, and these columns are not "
-                                                   "independent: take the differences a - b first"),
-        (var_d.sqrt(), "that is the spread of one difference; the mean of N differences varies less, "
-                       "by a factor sqrt(N)"),
-        ((var_d * (n - 1) / n / n).sqrt(), "torch.std divides by N - 1 (Bessel's correction), as the "
-                                            "chapter's mean_se does; yours divides by N"),
-        (var_d / n, "that is a variance: the standard error is its square root"),
-    ], "take the differences d = a - b image by image; the standard error of their mean is std(d) / sqrt(N)",
-        rtol=1e-6, atol=1e-9)
-
-
-_TOY_AE_MEAN = 0.9  # the toy autoencoder's decoder: every pixel on with this probability for code 1
-
-
-def _ae_likelihood_total(answer: Any) -> str | None:
-    """The toy 3-pixel autoencoder's sum over all 8 images of p(x | f(x)), f the majority vote."""
-    value = _number(answer)
-    lam = _TOY_AE_MEAN
-    # by counting: k pixels agree with the code's mean-0.9 side; majority images have k = 2 or 3,
-    # and the two codes mirror each other
-    half = sum(math.comb(3, k) * lam**k * (1 - lam) ** (3 - k) for k in (2, 3))
-    truth = 2 * half
-    if _close(value, truth, rel=1e-6, abs_=1e-6):
-        return None
-    if _close(value, 1.0):
-        return ("a likelihood would sum to 1 over the eight images; the point of the exercise is "
-                "that this one need not: add the eight numbers")
-    if _close(value, half):
-        return "that covers the images coded 1 only: the images coded 0 count too"
-    if _close(value, truth / 8):
-        return "that is the mean over the eight images; the question asks for their sum"
-    losses = 2 * sum(-math.comb(3, k) * math.log(lam**k * (1 - lam) ** (3 - k)) for k in (2, 3))
-    if _close(value, losses):
-        return "that adds the losses -log p(x | f(x)); add the probabilities p(x | f(x)) = exp(-loss)"
-    return ("for each of the eight images find its code (the majority vote), then p(x | code) is a "
-            "product of three Bernoulli probabilities; add the eight products")
-
-
-def _kl_noisy_code(answer: Any) -> str | None:
-    """A function (mu, sigma) -> KL(N(mu, diag sigma^2) || N(0, I)) per row, (N, d), (N, d) -> (N,)."""
-    g = torch.Generator().manual_seed(8)
-    mu = 3 * torch.randn(60, 3, generator=g, dtype=torch.float64)
-    sigma = 0.05 + torch.rand(60, 3, generator=g, dtype=torch.float64)  # standard deviations, not all < 1
-    truth = kl_divergence(Normal(mu, sigma), Normal(0.0, 1.0)).sum(-1)
-    got = _call(answer, mu, sigma)
-    if got.shape != truth.shape:
-        if got.shape == mu.shape:
-            return "one KL per row: sum over the d dimensions (the KL of independent dimensions adds up)"
-        return f"for (N, d) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
-    half_log = -0.5 * (1 + sigma.log() - mu**2 - sigma**2).sum(-1)  # log sigma where log sigma^2 belongs
-    return _match(got, truth, [
-        (-truth, "the sign is flipped: a KL is never negative, KL = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2)"),
-        (half_log, "log sigma^2 is 2 log sigma: you put log sigma where the log-variance belongs"),
-        (kl_divergence(Normal(mu, sigma.sqrt()), Normal(0.0, 1.0)).sum(-1),
-         "sigma is a standard deviation here, not a variance: the variance is sigma^2"),
-        (truth / mu.shape[1], "you averaged over the dimensions: the KL of a diagonal Gaussian is their sum"),
-        (kl_divergence(Normal(0.0, 1.0), Normal(mu, sigma)).sum(-1),
-         "that is KL(N(0, I) || q), the other direction: the expectation is under q = N(mu, sigma^2)"),
-    ], "write the KL of one dimension, log(1 / sigma) + (sigma^2 + mu^2) / 2 - 1/2, and sum over the dimensions")
-
-
-def _mixture_case(seed: int = 9):
-    g = torch.Generator().manual_seed(seed)
-    c, d, n = 4, 2, 30
-    weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
-    means = 2 * torch.randn(c, d, generator=g, dtype=torch.float64)
-    factors = torch.randn(c, d, d, generator=g, dtype=torch.float64)
-    covs = factors @ factors.transpose(-1, -2) + 0.5 * torch.eye(d, dtype=torch.float64)
-    z = 2 * torch.randn(n, d, generator=g, dtype=torch.float64)
-    return z, weights, means, covs
-
-
-def _mixture_log_density(answer: Any) -> str | None:
-    """A function (z, weights, means, covs) -> log of the Gaussian mixture's density at each row of z,
-    (N, d), (C,), (C, d), (C, d, d) -> (N,)."""
-    z, weights, means, covs = _mixture_case()
-    d = z.shape[1]
-    # each component's density by its formula (inverse and determinant), then the weighted sum, then the log
-    diff = z[:, None, :] - means  # (N, C, d)
-    maha = torch.einsum("ncj,cjk,nck->nc", diff, torch.linalg.inv(covs), diff)
-    dens = (-0.5 * maha).exp() / ((2 * math.pi) ** d * torch.linalg.det(covs)).sqrt()  # (N, C)
-    truth = (dens * weights).sum(-1).log()
-    got = _call(answer, z, weights, means, covs)
-    if got.shape != truth.shape:
-        if got.shape == dens.shape:
-            return "one log-density per point: combine the C components (a weighted sum of densities)"
-        return f"for (N, d) points the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
-    return _match(got, truth, [
-        (dens.sum(-1).log(), "the components have unequal weights: multiply each density by its weight"),
-        (dens.mean(-1).log(), "that gives every component the weight 1/C; use the weights given"),
-        ((dens.log() * weights).sum(-1), "that is the weighted mean of the log-densities, a lower bound "
-                                         "(Jensen): take the log of the weighted sum of densities"),
-        ((dens * weights).max(-1).values.log(), "that keeps only the largest weighted component; "
-                                                 "the others add to the density too"),
-    ], "log p(z) = logsumexp over c of (log weight_c + log N(z; mean_c, cov_c))")
-# ---- Chapter 9: conditional generation and few labels ------------------------------------------
-
-_COND_ELBO = -95.0  # L(x | y) of one labelled image, nats
-
-
-def _m2_labelled_bound(answer: Any) -> str | None:
-    """M2's labelled bound L(x, y) of an image whose conditional ELBO L(x | y) is -95 nats, C = 10."""
-    value = _number(answer)
-    log_prior = torch.distributions.Categorical(logits=torch.zeros(10, dtype=torch.float64)).log_prob(
-        torch.tensor(3)).item()
-    truth = _COND_ELBO + log_prior
-    near = lambda v: _close(value, v, rel=0.0, abs_=0.005)  # noqa: E731  (two decimals; mistakes differ by 0.1)
-    if near(truth):
-        return None
-    if near(_COND_ELBO):
-        return "that is the conditional ELBO alone: the joint p(x, y) has one more factor, the label's prior"
-    if near(_COND_ELBO - log_prior):
-        return "the sign of log p(y): a probability below 1 has a negative log, so the bound goes down"
-    if near(_COND_ELBO - 1.0):
-        return "that is a base-10 logarithm: the course's logs are natural (nats)"
-    if near(_COND_ELBO - math.log2(10)):
-        return "that is a base-2 logarithm (bits): the course's logs are natural (nats)"
-    if near(_COND_ELBO - 0.1):
-        return "add log p(y), not p(y) itself"
-    if near(_COND_ELBO - 10):
-        return "add log p(y) with p(y) = 1 / C, not C itself"
-    return "L(x, y) = L(x | y) + log p(y), with p(y) uniform over the ten digits"
-
-
-def _m2_unlabelled_bound(answer: Any) -> str | None:
-    """A function (bounds, logits) -> U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), (N, C), (N, C) -> (N,)."""
-    g = torch.Generator().manual_seed(9)
-    bounds = -100 + 5 * torch.randn(40, 10, generator=g, dtype=torch.float64)  # L(x, y) per image and class
-    logits = 1.0 + 2 * torch.randn(40, 10, generator=g, dtype=torch.float64)  # not normalised
-    # by another route: U = logsumexp_y L(x, y) - KL(q(y | x) || softmax_y L(x, y))  (eq-m2-gap)
-    q = torch.distributions.Categorical(logits=logits)
-    truth = torch.logsumexp(bounds, -1) - kl_divergence(q, torch.distributions.Categorical(logits=bounds))
-    got = _call(answer, bounds, logits)
-    if got.shape != truth.shape:
-        if got.shape == bounds.shape:
-            return "one bound per image: sum over the C classes (dimension -1)"
-        return f"for (N, C) inputs the answer has shape (N,) = {tuple(truth.shape)}; yours gave {tuple(got.shape)}"
-    probs, entropy = q.probs, q.entropy()
-    expected = (probs * bounds).sum(-1)
-    q_dim0 = torch.softmax(logits, 0)
-    return _match(got, truth, [
-        (expected, "the entropy term is missing: q(y | x) is part of q, so -E_q[log q(y | x)] belongs in the bound"),
-        (expected - entropy, "the entropy's sign: U adds H(q) = -sum_y q log q, which is >= 0"),
-        (expected - (probs * logits).sum(-1), "log q(y | x) is log_softmax(logits), not the logits themselves"),
-        ((logits * bounds).sum(-1) + entropy, "weigh the bounds by the probabilities q = softmax(logits), not the logits"),
-        ((q.logits * bounds).sum(-1) + entropy,
-         "those weights are log-probabilities: weigh the bounds by q = exp(log_softmax(logits))"),
-        (expected + entropy / bounds.shape[1], "the entropy is a sum over the classes, not a mean"),
-        ((q_dim0 * bounds).sum(-1) - (q_dim0 * q_dim0.log()).sum(-1),
-         "the softmax runs over the classes (dimension -1), not over the images"),
-        (torch.logsumexp(bounds, -1), "that is the bound's ceiling log sum_y exp L(x, y), reached only when q = "
-                                      "softmax_y L(x, y); U uses the classifier's q"),
-        (bounds.mean(-1) + math.log(10), "that weighs every class by 1/C: U uses the classifier's q(y | x)"),
-    ], "U(x) = sum_y q(y|x) (L(x, y) - log q(y|x)) with log q = log_softmax(logits) over the classes")
-
-
-def _m2_hidden_label_weight(answer: Any) -> str | None:
-    """With 1 000 labels of N = 60 000: the batch weighting's weight on one labelled image over the paper's."""
-    value = _number(answer)
-    n, n_l = 60_000, 1_000
-    n_u = n - n_l
-    # one labelled image's share of each loss: d loss / d L(x, y) for that image
-    paper = (n_l / n_u) / n_l  # the paper's J^alpha / N_u: its bound is one term of the sum
-    batch = 1.0 / n_l  # each step's labelled mean, as heavy as the unlabelled batch's mean
-    truth = batch / paper
-    if _close(value, truth):
-        return None
-    if _close(value, 1 / truth):
-        return "upside down: the batch weighting is the heavier one"
-    if _close(value, 599.0):
-        return "that is the ratio for 100 labels, the chapter's; count the unlabelled images for 1 000"
-    if _close(value, n / n_l):
-        return "close: the paper's objective is divided by the unlabelled images N_u, not by all N"
-    if _close(value, 1.0):
-        return ("both take a mean over the labelled batch, but the paper's then multiplies it by N_l / N_u: "
-                "a mean over a batch can hide a weight, as a mean over pixels hides a beta")
-    return ("write each loss's weight on one labelled image's -L(x, y): 1/N_l times the labelled mean's factor "
-            "(vaelib.recipes.m2_weights), and divide")
-# ---- Chapter 8: beyond the basic VAE ------------------------------------------------------------
-
-def _active_units_inputs() -> list[tuple[torch.Tensor, int]]:
-    """Encoder means (N, d) whose columns have exactly the variances below over the images, with the
-    count of those above 0.01 known by construction (no variance is near the threshold)."""
-    g = torch.Generator().manual_seed(8)
-    # (variance over the images, mean): three columns above 0.01; a spread of 0.05 or 0.02 passes a
-    # threshold on the standard deviation; a column far from 0 with no spread passes one on E[mu^2]
-    columns = [(1.0, 0.0), (0.25, 0.3), (0.04, -0.2), (0.0025, 0.0), (0.0004, 0.0), (1e-6, 2.0),
-               (1e-8, 0.0), (1e-8, 0.0), (1e-8, 0.0)]
-    noise = torch.randn(400, len(columns), generator=g, dtype=torch.float64)
-    noise = (noise - noise.mean(0)) / noise.std(0)  # sample mean 0, sample variance 1, exactly
-    mu = torch.stack([m + math.sqrt(v) * noise[:, j] for j, (v, m) in enumerate(columns)], 1)
-    some = [0, 3, 4, 5, 6]  # a second input, so a constant answer fails
-    return [(mu, sum(v > 0.01 for v, _ in columns)), (mu[:, some], sum(columns[j][0] > 0.01 for j in some))]
-
-
-def _active_units(answer: Any) -> str | None:
-    """A function mu (N, d) -> the number of latent dimensions whose posterior mean varies over the
-    N images with a variance above 0.01."""
-    for i, (mu, truth) in enumerate(_active_units_inputs()):
-        got = _call(answer, mu)
-        if got.numel() != 1:
-            if got.numel() == mu.shape[1]:
-                return "one number: count the dimensions that pass (sum the mask), not a value per dimension"
-            return f"one count for the whole (N, d) input; yours gave shape {tuple(got.shape)}"
-        value = got.item()
-        if _close(value, truth, rel=0.0, abs_=1e-9):
-            continue
-        n, d = mu.shape
-        if i > 0:
-            return "right on one input, wrong on another: count from mu itself, not a number read off the chapter"
-        if value > d:
-            return "that counts images: the variance is over the images (dimension 0), one per latent dimension"
-        std = int((mu.std(0) > 0.01).sum())
-        second = int((mu.pow(2).mean(0) > 0.01).sum())
-        hints = {d - truth: "that counts the inactive dimensions: active ones vary by more than the threshold",
-                 int((mu.var(0) > 0.1).sum()): "0.1 nats is the chapter's KL threshold; active units compare the "
-                                               "variance of the mean with 0.01",
-                 std: "the threshold 0.01 is on the variance of the mean over the data, not on its standard deviation",
-                 second: "E[mu^2] is not a variance: subtract the mean over the images first (a dimension can sit far "
-                         "from 0 without varying)"}
-        return hints.get(round(value), "compute Var over the images of each column of mu (dimension 0) and "
-                                       "count the columns above 0.01")
-    return None
-
-
-def _hidden_beta_means(answer: Any) -> str | None:
-    """The beta of BCE averaged over the batch and the 784 pixels plus a (B, 16) KL averaged over the
-    batch and the 16 latent dimensions, against the summed ELBO per image."""
-    value = _number(answer)
-    pixels, codes = 784, 16
-    # the weight of the KL when the whole loss is rescaled so its reconstruction term is the summed one
-    truth = (1 / codes) / (1 / pixels)
-    if _close(value, truth):
-        return None
-    if _close(value, 1 / truth):
-        return "upside down: scale the whole loss until the reconstruction term is the sum over pixels"
-    if _close(value, pixels):
-        return "the KL is averaged too, over the latent dimensions: that divides its weight"
-    if _close(value, 1 / codes):
-        return "the reconstruction term is a mean over the pixels as well: rescaling it multiplies the KL's weight"
-    if _close(value, codes):
-        return "the pixels' factor and the codes' factor act in opposite directions: one multiplies, one divides"
-    if value > pixels:
-        return "both terms are averaged over the same batch, so the batch size cancels"
-    return ("write each mean as (1 / count) times a sum, then multiply the loss until the reconstruction term is "
-            "the sum over pixels: what weighs the summed KL?")
-
-
-def _free_bits_inputs(delta: float, seed: int) -> torch.Tensor:
-    """Per-image, per-dimension KLs (B, d): dimensions well above delta, below it on average,
-    and some that cross delta in some images only (so where the clamp acts matters)."""
-    g = torch.Generator().manual_seed(seed)
-    scale = torch.tensor([3.0, 1.5, 1.0, 0.6, 0.3, 0.1, 0.05, 0.01], dtype=torch.float64) * delta * 2
-    return scale * torch.rand(32, len(scale), generator=g, dtype=torch.float64) * 2
-
-
-def _free_bits(answer: Any) -> str | None:
-    """A function (kl (B, d), delta) -> the free-bits KL term sum_j max(mean_b kl[b, j], delta)."""
-    for delta, seed in [(0.5, 3), (0.25, 4)]:
-        kl = _free_bits_inputs(delta, seed)
-        truth = torch.tensor(sum(max(float(kl[:, j].mean()), delta) for j in range(kl.shape[1])),
-                             dtype=torch.float64)
-        got = _call(answer, kl, delta)
-        if got.numel() == kl.shape[1]:
-            return "one number for the batch: sum the clamped dimensions"
-        if got.numel() != 1:
-            return f"the term is one number for the batch; yours gave shape {tuple(got.shape)}"
-        hint = _match(got.reshape(()), truth, [
-            (kl.clamp(min=delta).sum(1).mean(), "that clamps each image's KL: free bits clamp each dimension's KL "
-                                                 "averaged over the batch, then sum"),
-            (kl.sum(1).mean(), "no clamp has acted: free bits replace each dimension's batch-averaged KL by "
-                               "max(KL_j, delta)"),
-            (kl.mean(0).clamp(max=delta).sum(), "that clamps from above: the KL is held at least delta, so a "
-                                                 "dimension below delta costs delta whatever it does"),
-            (kl.mean(0).clamp(min=delta).mean(), "average over the batch, but sum over the latent dimensions (the "
-                                                  "KL of independent dimensions adds up)"),
-            (kl.mean(0).sum() + delta * kl.shape[1], "free bits take a maximum, not a sum: max(KL_j, delta)"),
-        ], "average each dimension's KL over the batch (dimension 0), clamp it from below at delta, "
-           "sum over the dimensions", rtol=1e-9, atol=1e-9)
-        if hint is not None:
-            return hint
-    return None
-
-
-def _bce_floor(answer: Any) -> str | None:
-    """A function x (N, 784) of grey levels in [0, 1] -> the smallest BCE any decoder can give each
-    image, summed over the pixels, (N,) in nats."""
-    import torch.nn.functional as F
-
-    g = torch.Generator().manual_seed(9)
-    x = torch.rand(6, 784, generator=g, dtype=torch.float64)
-    x[x < 0.4] = 0.0  # exact 0s (half of Fashion-MNIST's pixels are) and 1s
-    x[x > 0.9] = 1.0
-    # the BCE at its minimiser lambda = x (PyTorch clamps log 0 at -100, so 0 log 0 counts as 0)
-    truth = F.binary_cross_entropy(x, x, reduction="none").sum(1)
-    got = _call(answer, x)
-    if got.shape != truth.shape:
-        if got.shape == x.shape:
-            return "one number per image: sum over the 784 pixels"
-        return f"one floor per image: for (N, 784) inputs the answer has shape (N,); yours gave {tuple(got.shape)}"
-    if not bool(torch.isfinite(got).all()):
-        return ("the exact 0 and 1 pixels give 0 log 0, which is 0 in the limit but nan in floating point: "
-                "use torch.xlogy or torch.special.entr")
-    return _match(got, truth, [
-        (torch.zeros_like(truth), "a perfect reconstruction lambda = x does not make the BCE zero when x is grey"),
-        (-truth, "a BCE is a negative log-probability, never below 0: check the sign"),
-        (truth / math.log(2.0), "that is in bits; the course measures in nats"),
-        (truth / x.shape[1], "that is a mean over pixels: the floor of the summed loss is the sum over pixels"),
-    ], "minimise -(x log lambda + (1 - x) log(1 - lambda)) over lambda for each pixel, then sum the minima",
-        rtol=1e-5, atol=1e-3)
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -954,18 +934,14 @@ EXERCISES: dict[str, Exercise] = {
     "gaussian-entropy": Exercise(3, "a function logvar -> entropy of the diagonal Gaussian per row, (N, d) -> (N,)",
                                  _gaussian_entropy),
     "hidden-beta": Exercise(3, "the beta of mean-over-pixels BCE plus summed KL, a number", _hidden_beta),
+    "gap-correlation": Exercise(3, "the posterior correlation (> 0) whose best diagonal q misses 1 nat, a number",
+                                _gap_correlation),
     "reparam-std": Exercise(4, "the standard deviation that z = mu + exp(logvar) * eps samples with, a number",
                             _reparam_std),
     "pathwise-sigma-variance": Exercise(4, "Var of the pathwise d/dsigma estimate at mu = sigma = 1, k = 0, a number",
                                         _pathwise_sigma_variance),
     "optimal-baseline": Exercise(4, "the optimal constant baseline b* at mu = sigma = 1, k = 0, a number",
                                  _optimal_baseline),
-    "l3-by-hand": Exercise(6, "L_3 for the log weights -100, -102, -98, a number", _l3_by_hand),
-    "nll-from-weights": Exercise(6, "a function log_w (k, N) -> the NLL estimate -L_k per image, (N,)",
-                                 _nll_from_weights),
-    "gap-correlation": Exercise(3, "the posterior correlation (> 0) whose best diagonal q misses 1 nat, a number",
-                                _gap_correlation),
-    # Chapter 5
     "ae-recon-loss": Exercise(5, "a function (logits, x) -> the autoencoder's loss per image, (N, 1, 28, 28) -> (N,)",
                               _ae_recon_loss),
     "bce-floor": Exercise(5, "a function x -> the smallest BCE of grey images x per image, (N, 1, 28, 28) -> (N,)",
@@ -976,16 +952,9 @@ EXERCISES: dict[str, Exercise] = {
                              _code_stretch),
     "linear-ae-error": Exercise(5, "a function (x (N, D), d) -> the best linear autoencoder's mean squared error",
                                 _linear_ae_error),
-    # Chapter 10
-    "decoder-work-ratio": Exercise(10, "the k = 50 run's decoder evaluations over the VAE's (4 vs 32 epochs), a number",
-                                   _decoder_work_ratio),
-    "ess-from-log-weights": Exercise(10, "a function log_w (k, N) -> the effective sample size per image, (N,)",
-                                     _ess_log_weights),
-    "paired-nll-se": Exercise(10, "a function (nll_a, nll_b) -> the standard error of their paired mean difference",
-                              _paired_nll_se),
-    "stl-iwae-loss": Exercise(10, "a function (model, x, eps) -> the sticking-the-landing surrogate of -L_k",
-                              _stl_iwae_loss),
-    # Chapter 7
+    "l3-by-hand": Exercise(6, "L_3 for the log weights -100, -102, -98, a number", _l3_by_hand),
+    "nll-from-weights": Exercise(6, "a function log_w (k, N) -> the NLL estimate -L_k per image, (N,)",
+                                 _nll_from_weights),
     "paired-difference-se": Exercise(7, "a function (a, b) -> the standard error of mean(a - b) for paired "
                                         "columns, one number", _paired_difference_se),
     "ae-likelihood-total": Exercise(7, "the toy autoencoder's sum of p(x | f(x)) over its 8 images, a number",
@@ -994,21 +963,26 @@ EXERCISES: dict[str, Exercise] = {
                                  "(N, d) -> (N,)", _kl_noisy_code),
     "mixture-log-density": Exercise(7, "a function (z, weights, means, covs) -> a Gaussian mixture's log-density "
                                        "per row, (N,)", _mixture_log_density),
-    # Chapter 9
-    "m2-labelled-bound": Exercise(9, "M2's labelled bound L(x, y) when L(x | y) = -95 nats and C = 10, a number",
-                                  _m2_labelled_bound),
-    "m2-unlabelled-bound": Exercise(9, "a function (bounds, logits) -> U(x) per row, (N, C), (N, C) -> (N,)",
-                                    _m2_unlabelled_bound),
-    "m2-hidden-label-weight": Exercise(9, "how many times the batch weighting weighs a labelled image over the "
-                                          "paper's, 1 000 labels, a number", _m2_hidden_label_weight),
-    # Chapter 8
     "active-units": Exercise(8, "a function mu (N, d) -> the number of dimensions with Var over the images > 0.01",
                              _active_units),
     "hidden-beta-means": Exercise(8, "the beta of BCE averaged over batch and pixels plus KL averaged over batch and "
                                      "16 codes, a number", _hidden_beta_means),
     "free-bits": Exercise(8, "a function (kl (B, d), delta) -> sum_j max(batch-mean KL_j, delta), a number",
                           _free_bits),
-    "bce-floor": Exercise(8, "a function x (N, 784) -> the smallest summed BCE of each grey image, (N,)", _bce_floor),
+    "m2-labelled-bound": Exercise(9, "M2's labelled bound L(x, y) when L(x | y) = -95 nats and C = 10, a number",
+                                  _m2_labelled_bound),
+    "m2-unlabelled-bound": Exercise(9, "a function (bounds, logits) -> U(x) per row, (N, C), (N, C) -> (N,)",
+                                    _m2_unlabelled_bound),
+    "m2-hidden-label-weight": Exercise(9, "how many times the batch weighting weighs a labelled image over the "
+                                          "paper's, 1 000 labels, a number", _m2_hidden_label_weight),
+    "decoder-work-ratio": Exercise(10, "the k = 50 run's decoder evaluations over the VAE's (4 vs 32 epochs), a number",
+                                   _decoder_work_ratio),
+    "ess-from-log-weights": Exercise(10, "a function log_w (k, N) -> the effective sample size per image, (N,)",
+                                     _ess_log_weights),
+    "paired-nll-se": Exercise(10, "a function (nll_a, nll_b) -> the standard error of their paired mean difference",
+                              _paired_nll_se),
+    "stl-iwae-loss": Exercise(10, "a function (model, x, eps) -> the sticking-the-landing surrogate of -L_k",
+                              _stl_iwae_loss),
 }
 
 
