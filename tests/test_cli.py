@@ -34,6 +34,11 @@ def test_train_then_evaluate_a_vae(smoke, tmp_path, capsys):
     summary = json.loads(stdout)
     assert summary["epochs"] == 1 and summary["model"] == "vae" and out.is_file()
     assert "epoch 1/1" in stderr and "budget smoke" in stderr
+    # the closing test evaluation: its own timed line, and in the summary
+    (line,) = [s for s in stderr.splitlines() if s.startswith("test evaluation: ")]
+    assert "ELBO" in line and "on 500 test images" in line and " s (--no-eval skips it)" in line
+    assert summary["test_n"] == 500 and -800 < summary["test_elbo"] < 0 and summary["test_elbo_se"] > 0
+    assert summary["eval_seconds"] >= 0 and 0 < summary["epoch_seconds"] <= summary["seconds"]
     code, stdout, stderr = run(capsys, "evaluate", str(out), "--k", "20", "--limit", "200")
     assert code == 0, stderr
     result = json.loads(stdout)
@@ -49,6 +54,7 @@ def test_train_and_evaluate_a_conv_autoencoder(smoke, tmp_path, capsys):
                           "--hidden", "4", "8", "--limit", "256", "--lr-decay", "--out", str(out))
     assert code == 0, stderr
     assert isinstance(vaelib.load_model(out), vaelib.Autoencoder)
+    assert "test evaluation: reconstruction loss" in stderr
     (run_file,) = (tmp_path / "ae.pt.runs").glob("ae-*.pt")  # the recipe's run, with the decay in its configuration
     assert "linear to 0" in torch.load(run_file, weights_only=True)["config"]["optimizer"]["lr_decay"]
     code, stdout, _ = run(capsys, "evaluate", str(out), "--limit", "100")
@@ -358,3 +364,17 @@ def test_evaluate_says_what_a_path_that_is_not_a_checkpoint_file_is(smoke, tmp_p
         code, stdout, stderr = run(capsys, "evaluate", str(path))
         assert _one_error_line(code, stdout, stderr) and f"{path} {says}" in stderr, stderr
         assert "train one" not in stderr
+
+
+def test_train_no_eval_skips_the_closing_evaluation(smoke, tmp_path, capsys, monkeypatch):
+    import vaelib.cli
+
+    def no_bounds(*args, **kwargs):
+        raise AssertionError("--no-eval evaluated the model")
+
+    monkeypatch.setattr(vaelib.cli, "evaluate_bounds", no_bounds)
+    code, stdout, stderr = run(capsys, "train", "--model", "vae", "--latent-dim", "2", "--hidden", "16",
+                               "--limit", "256", "--no-eval", "--out", str(tmp_path / "v.pt"))
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert "test evaluation" not in stderr and "test_elbo" not in summary and "eval_seconds" not in summary

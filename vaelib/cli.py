@@ -5,7 +5,9 @@
 
 Both pick the device with `get_device`, read the data folder from ``VAELIB_DATA`` (or
 ``--data``) and take their default sizes from the run budget (`run_budget`).
-`evaluate` prints one JSON line with the test ELBO and the importance-sampled NLL in nats.
+`train` logs its epochs and then a timed test evaluation (the ELBO; ``--no-eval`` skips it) on
+stderr, and prints one JSON line; `evaluate` prints one JSON line with the test ELBO and the
+importance-sampled NLL in nats.
 """
 
 from __future__ import annotations
@@ -130,12 +132,38 @@ def train(args) -> dict:
         args.model, args.latent_dim, epochs=epochs, arch=args.arch, hidden=args.hidden,
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, limit=limit, seed=args.seed, device=device,
         runs=runs, data_root=args.data, max_minutes=args.max_minutes)
+    seconds = time.perf_counter() - start
     save_model(model.cpu(), out)
     done = history["epoch"][-1] if history else 0
-    return {"saved": str(out), "model": args.model, "arch": args.arch, "latent_dim": args.latent_dim,
-            "epochs": done, "epochs_asked": epochs, "complete": done >= epochs,
-            "train_loss": history["loss"][-1] if history else None,
-            "seconds": round(time.perf_counter() - start, 1)}
+    result = {"saved": str(out), "model": args.model, "arch": args.arch, "latent_dim": args.latent_dim,
+              "epochs": done, "epochs_asked": epochs, "complete": done >= epochs,
+              "train_loss": history["loss"][-1] if history else None,
+              "seconds": round(seconds, 1), "epoch_seconds": round(sum(history.get("seconds", [])), 1)}
+    if not args.no_eval:
+        result.update(_closing_evaluation(model.to(device), args, budget))
+    return result
+
+
+def _closing_evaluation(model, args, budget) -> dict:
+    """The trained model on the test set (ELBO with one sample and analytic KL, or the autoencoder's
+    reconstruction loss), timed and printed on its own line; `evaluate` gives the NLL."""
+    start = time.perf_counter()
+    limit = budget.pick(smoke=500, default=None, full=None)
+    data = load_mnist("test", root=args.data, binarize=_binarize(model))
+    if limit:
+        data = data.subset(slice(0, limit))
+    seed_everything(args.seed)
+    if isinstance(model, VAE):
+        bounds = evaluate_bounds(model, data, k=1, batch_size=500)
+        result = {"test_elbo": bounds["elbo"], "test_elbo_se": bounds["elbo_se"], "test_n": bounds["n"]}
+        said = f"ELBO {bounds['elbo']:.2f} ± {bounds['elbo_se']:.2f} nats per image on {bounds['n']} test images"
+    else:
+        loss = evaluate(model, lambda m, batch: m.reconstruction_loss(batch[0]).mean(), data, batch_size=500)["loss"]
+        result = {"test_recon_loss": loss, "test_n": len(data)}
+        said = f"reconstruction loss {loss:.2f} nats per image on {len(data)} test images"
+    seconds = time.perf_counter() - start
+    print(f"test evaluation: {said}, in {seconds:.1f} s (--no-eval skips it)", file=sys.stderr)
+    return {**result, "eval_seconds": round(seconds, 2)}
 
 
 def evaluate_checkpoint(args) -> dict:
@@ -226,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float,
                    help="wall-clock cap of the run; it stops at an epoch boundary, saves, and the same command "
                         "continues it (default: $VAELIB_MAX_MINUTES, else the run budget's: 0.5 / 6 / 10)")
+    t.add_argument("--no-eval", action="store_true",
+                   help="skip the closing test evaluation (the test ELBO, or an autoencoder's test loss)")
     e = sub.add_parser("evaluate", help="test ELBO and importance-sampled NLL of a saved model, as JSON",
                        formatter_class=_Help,
                        description="Print one JSON line: the test ELBO and NLL (-L_k) in nats per image, with "
