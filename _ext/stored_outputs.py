@@ -158,9 +158,18 @@ def _register_bibliography_labels() -> None:
     pybtex.plugin.register_plugin("pybtex.style.formatting", "author_year_plain", AuthorYearPlain)
 
 
+def note_stored_notebook(app, docname: str, source: list[str]) -> None:
+    """Make the page depend on its stored notebook: after ``make notebooks`` changes only the
+    ``.ipynb`` (new outputs, same source), an incremental ``make book`` rebuilds the page."""
+    ipynb = stored_notebook(Path(app.env.doc2path(docname)))
+    if ipynb is not None:
+        app.env.note_dependency(str(ipynb))
+
+
 def setup(app):
     _install_reader_hook()
     _register_citation_style()
     _register_bibliography_labels()
+    app.connect("source-read", note_stored_notebook)
     app.connect("build-finished", copy_notebooks_for_download)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -325,3 +325,13 @@ def test_chapter_7_hints_never_give_the_toy_likelihood_total_away(capsys):
     out = capsys.readouterr().out
     for secret in ("1.94", "0.97", "0.243", "0.729"):
         assert secret not in out, f"a hint gives away {secret!r}"
+
+
+def test_exercise_labels_are_unique_across_the_book():
+    """Sphinx warns (an error in this book) when two chapters use one label."""
+    seen = {}
+    for md in sorted(ROOT.glob("book/*.md")):
+        for label in re.findall(r"^:label: (ex-[\w-]+)$", md.read_text(), re.M):
+            assert label not in seen, f"{label} is in both {seen[label]} and {md.name}"
+            seen[label] = md.name
+    assert len(seen) >= 30

@@ -96,3 +96,17 @@ def test_executing_a_chapter_profiles_its_cells_and_stores_no_timings(capsys):
     print_profile("ch", rows, top=1)
     out = capsys.readouterr().out
     assert "of which exercise solutions" in out and "cell   2" in out and "time.sleep" in out
+
+
+def test_a_chapter_page_depends_on_its_stored_notebook():
+    """An incremental `make book` after `make notebooks` must rebuild the pages whose outputs changed."""
+    from types import SimpleNamespace
+
+    from _ext.stored_outputs import note_stored_notebook
+
+    noted = []
+    book = Path(__file__).resolve().parent.parent / "book"
+    env = SimpleNamespace(doc2path=lambda name: book / f"{name}.md", note_dependency=noted.append)
+    note_stored_notebook(SimpleNamespace(env=env), "04_gradient_estimators", [""])
+    note_stored_notebook(SimpleNamespace(env=env), "intro", [""])  # a page with no notebook
+    assert noted == [str(book / "04_gradient_estimators.ipynb")]
