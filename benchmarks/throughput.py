@@ -144,8 +144,12 @@ def whole_process(epochs: int, repeats: int) -> None:
     from pathlib import Path
 
     here = Path(__file__).resolve().parent
-    examples, ours = [], []
+    examples, ours, floor = [], [], []
+    least = "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
     for _ in range(repeats):
+        start = time.perf_counter()  # what any PyTorch training process pays before its first step
+        subprocess.run([sys.executable, "-c", least], check=True)
+        floor.append(time.perf_counter() - start)
         start = time.perf_counter()
         out = subprocess.run([sys.executable, str(here / "examples_vae.py"), "--epochs", str(epochs)],
                              check=True, capture_output=True, text=True).stdout
@@ -169,7 +173,12 @@ def whole_process(epochs: int, repeats: int) -> None:
           f"after every epoch) | {ex:.1f} | {examples[len(examples) // 2][1]} (one run) |")
     print(f"| `vaelib train --hidden 400 --latent-dim 20 --epochs {epochs}` | {us:.1f} | epochs {epochs_s:.1f} s, "
           f"closing test evaluation {eval_s:.1f} s, everything else (start-up, data, saving) {outside:.1f} s |")
+    least_s = statistics.median(floor)
+    print(f"| `python -c \"{least}\"`: the least a PyTorch training process does (torch.optim imports "
+          f"torch._dynamo) | {least_s:.1f} | |")
     print(f"\nwhole-process speed-up of vaelib train over the pytorch/examples script: {ex / us:.2f}x")
+    print(f"vaelib train outside its epochs and evaluation: {outside:.1f} s, of which {least_s:.1f} s is the "
+          f"floor above and {outside - least_s:.1f} s vaelib's own (data, model, checks, saving)")
 
 
 def main() -> None:

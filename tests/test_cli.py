@@ -38,7 +38,7 @@ def test_train_then_evaluate_a_vae(smoke, tmp_path, capsys):
     (line,) = [s for s in stderr.splitlines() if s.startswith("test evaluation: ")]
     assert "ELBO" in line and "on 500 test images" in line and " s (--no-eval skips it)" in line
     assert summary["test_n"] == 500 and -800 < summary["test_elbo"] < 0 and summary["test_elbo_se"] > 0
-    assert summary["eval_seconds"] >= 0 and 0 < summary["epoch_seconds"] <= summary["seconds"]
+    assert summary["eval_seconds"] >= 0 and 0 <= summary["epoch_seconds"] <= summary["seconds"] + 0.05
     code, stdout, stderr = run(capsys, "evaluate", str(out), "--k", "20", "--limit", "200")
     assert code == 0, stderr
     result = json.loads(stdout)

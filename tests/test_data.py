@@ -177,3 +177,34 @@ def test_fingerprint_tells_datasets_apart():
               InMemoryData(1 - x, y), a.subset(slice(0, 19)), InMemoryData(x)]
     prints = {a.fingerprint()} | {d.fingerprint() for d in others}
     assert len(prints) == 1 + len(others)
+
+
+def test_raw_files_are_read_as_torchvision_reads_them_without_importing_it(tmp_path):
+    """vaelib reads the IDX files itself (torchvision's import costs seconds); same tensors, same
+    class names as torchvision's, and a file that is not IDX is called damaged."""
+    import subprocess
+    import sys
+
+    import torchvision.datasets as tvd
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    from vaelib.data import CLASSES, _read_idx
+
+    assert CLASSES["MNIST"] == tuple(tvd.MNIST.classes)
+    assert CLASSES["FashionMNIST"] == tuple(tvd.FashionMNIST.classes)
+    raw = vaelib.data_dir() / "MNIST" / "raw"
+    if not (raw / "t10k-images-idx3-ubyte").is_file():
+        pytest.skip(f"MNIST's raw files are not in {raw}")
+    images, labels = _read_idx(raw / "t10k-images-idx3-ubyte", 3), _read_idx(raw / "t10k-labels-idx1-ubyte", 1)
+    assert torch.equal(images, read_image_file(str(raw / "t10k-images-idx3-ubyte")))
+    assert torch.equal(labels.long(), read_label_file(str(raw / "t10k-labels-idx1-ubyte")))
+    bad = tmp_path / "bad"
+    bad.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2]))  # says 5 bytes, holds 2
+    with pytest.raises(vaelib.data.DamagedDataError, match="holds 2"):
+        _read_idx(bad, 1)
+    bad.write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(vaelib.data.DamagedDataError, match="IDX"):
+        _read_idx(bad, 1)
+    code = "import sys, vaelib; vaelib.load_mnist('test'); print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -415,3 +415,24 @@ def test_bf16_training_step_matches_fp32_and_keeps_fp32_state():
     assert history["loss"][-1] < history["loss"][0]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(v.dtype == torch.float32 for st in optimizer.state.values() for k, v in st.items() if k != "step")
+
+
+def test_the_guards_gradient_norm_is_the_total_norm():
+    """fit's guard computes the gradients' total 2-norm by dot products; it must be the norm
+    torch computes, for contiguous and non-contiguous gradients, and inf/nan when one is."""
+    from vaelib.loop import _grad_norm
+
+    g = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.zeros(5, 7)), torch.nn.Parameter(torch.zeros(3)),
+              torch.nn.Parameter(torch.zeros(4, 6))]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g)
+    params[2].grad = torch.randn(6, 4, generator=g).t()  # a transposed view: not contiguous
+    like = torch.zeros(())
+    truth = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params))
+    assert torch.allclose(_grad_norm(params, math.inf, like).double(), truth, rtol=1e-6)
+    assert torch.allclose(_grad_norm(params, 1e9, like).double(), truth, rtol=1e-6)  # clipping route
+    params[1].grad[0] = float("inf")
+    assert _grad_norm(params, math.inf, like) == math.inf
+    params[1].grad[0] = float("nan")
+    assert _grad_norm(params, math.inf, like).isnan()

@@ -195,3 +195,14 @@ def test_a_notebook_after_the_set_up_shows_figures_through_book_png(tmp_path, mo
     text, (width, _) = _png_text(base64.b64decode(output["data"]["image/png"]))
     assert float(text[TEXT_SIZE_KEY]) == pytest.approx(8 * 200 / 72, abs=0.01)  # the legend, retina
     assert output["metadata"]["image/png"]["width"] == width // 2
+
+
+def test_importing_vaelib_loads_neither_matplotlib_nor_torchvision():
+    """The `vaelib` command's start-up: torch is all it must import (benchmarks/throughput.py
+    --whole-process measures the rest)."""
+    import subprocess
+    import sys
+
+    code = "import sys, vaelib; print(sorted(m for m in ('matplotlib', 'torchvision') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -138,7 +138,7 @@ def train(args) -> dict:
     result = {"saved": str(out), "model": args.model, "arch": args.arch, "latent_dim": args.latent_dim,
               "epochs": done, "epochs_asked": epochs, "complete": done >= epochs,
               "train_loss": history["loss"][-1] if history else None,
-              "seconds": round(seconds, 1), "epoch_seconds": round(sum(history.get("seconds", [])), 1)}
+              "seconds": round(seconds, 1), "epoch_seconds": round(sum(history.get("seconds", [])), 2)}
     if not args.no_eval:
         result.update(_closing_evaluation(model.to(device), args, budget))
     return result

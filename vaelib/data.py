@@ -339,6 +339,28 @@ def _setting(root_given: bool) -> str:
     return f"{DATA_ENV} is not set, so the default {DEFAULT_DATA_DIR} was used"
 
 
+# torchvision's class names (`torchvision.datasets.MNIST.classes`, `FashionMNIST.classes`)
+CLASSES = {
+    "MNIST": ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
+              "8 - eight", "9 - nine"),
+    "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                     "Ankle boot"),
+}
+
+
+def _read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's format: two zero bytes, 0x08, the number of
+    dimensions, each dimension as a big-endian uint32, then the bytes), as a uint8 tensor."""
+    data = path.read_bytes()
+    head = 4 + 4 * ndim
+    if len(data) < head or data[:4] != bytes([0, 0, 0x08, ndim]):
+        raise _damaged(path, f"it does not start as an IDX file of unsigned bytes with {ndim} dimension(s)")
+    dims = struct.unpack(f">{ndim}I", data[4:head])
+    if len(data) - head != math.prod(dims):
+        raise _damaged(path, f"its header says {'x'.join(map(str, dims))} bytes, but it holds {len(data) - head}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=head).reshape(dims)
+
+
 @functools.lru_cache(maxsize=8)
 def _load_raw(folder: str, root: str, train: bool, download: bool, root_given: bool = False):
     """Read one split: uint8 images (N, 28, 28), int64 labels, class names.
@@ -348,21 +370,21 @@ def _load_raw(folder: str, root: str, train: bool, download: bool, root_given: b
     that cache is read only if it holds the original images; else torchvision downloads the raw
     files.
     """
-    import torchvision.datasets as tvd
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
-    cls = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST}[folder]
     _check_raw_files(folder, root, train)
     raw = [Path(root) / folder / "raw" / name for name in _split_files(train)]
     processed = Path(root) / folder / "processed"
+    classes = list(CLASSES[folder])
     if all(path.is_file() for path in raw):  # the originals: they win over any processed/ cache
-        images, labels, classes = read_image_file(str(raw[0])), read_label_file(str(raw[1])), list(cls.classes)
+        # read here, not by torchvision, whose import alone takes about 2 s (it loads torch._dynamo)
+        images, labels = _read_idx(raw[0], ndim=3), _read_idx(raw[1], ndim=1).long()
     elif all((processed / name).is_file() for name in ("training.pt", "test.pt")):  # where torchvision would look
         images, labels = _read_processed(folder, processed / ("training.pt" if train else "test.pt"), train)
-        classes = list(cls.classes)
     else:
+        import torchvision.datasets as tvd
+
+        cls = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST}[folder]
         ds = _download(cls, folder, root, train, download, root_given)
-        images, labels, classes = ds.data, ds.targets, list(ds.classes)
+        images, labels = ds.data, ds.targets
     if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < len(classes)):
         raise _damaged(raw[1], f"it holds labels from {int(labels.min())} to {int(labels.max())}, "
                                f"outside 0..{len(classes) - 1}")

@@ -371,8 +371,9 @@ def _grad_norm(params: list[torch.Tensor], max_norm: float, like: torch.Tensor) 
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return like.new_zeros(())
-    if math.isinf(max_norm) and hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: no rescaling pass
-        return torch.nn.utils.get_total_norm(grads)
+    if math.isinf(max_norm):  # only the guard reads it: one BLAS dot product per tensor is the cheapest
+        # pass over the gradients (on a CPU about half the time of torch.nn.utils.get_total_norm)
+        return torch.stack([torch.dot(v, v).float() for v in (g.reshape(-1) for g in grads)]).sum().sqrt()
     return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 

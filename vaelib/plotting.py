@@ -1,4 +1,8 @@
-"""Figures and tables the chapters share: image grids, training curves, result tables."""
+"""Figures and tables the chapters share: image grids, training curves, result tables.
+
+matplotlib is imported inside the functions that draw, so `import vaelib` (and the `vaelib`
+command, which draws nothing) does not pay its half-second import.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,7 @@ import io
 import math
 from typing import Iterable, Sequence
 
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.figure import Figure
-from matplotlib.text import Text
 
 # The book's figures: the sizes of text, in points, at which every figure of the course is drawn.
 # A figure at most FIGURE_MAX_WIDTH inches wide then shows its smallest text (10 pt) at 9 px or
@@ -38,6 +39,8 @@ def smallest_text_px(fig: Figure, dpi: float | None = None) -> float | None:
     that a draw of the figure renders counts: not hidden, empty or switched-off (``ax.axis("off")``)
     labels, nor tick labels outside the axes' limits.
     """
+    from matplotlib.text import Text
+
     sizes: list[float] = []
     draw = Text.draw
 
@@ -79,6 +82,9 @@ def book_png(fig: Figure) -> tuple[str, dict] | None:
 def use_book_style() -> None:
     """Draw figures as the book does: its font sizes (``BOOK_STYLE``) and, in Jupyter or Colab,
     every figure shown through ``book_png``. Every chapter's set-up cell calls it once."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
     plt.rcParams.update(BOOK_STYLE)
     try:
         from IPython import get_ipython
@@ -140,6 +146,8 @@ def show_images(
 
     Returns the matplotlib ``Axes``.
     """
+    import matplotlib.pyplot as plt
+
     grid = image_grid(images, nrow=nrow)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize or (6, 6 * grid.shape[0] / grid.shape[1]))
@@ -168,6 +176,8 @@ def plot_codes(
     contours), each labelled with its radius in σ. With ``colorbar``, a digit colour bar is drawn beside ``ax``. Returns the
     scatter (a matplotlib ``PathCollection``), for a colour bar shared by several axes.
     """
+    import matplotlib.pyplot as plt
+
     codes, labels = torch.as_tensor(codes).detach().cpu(), torch.as_tensor(labels).detach().cpu()
     if codes.dim() != 2 or codes.shape[1] != 2 or labels.shape != codes.shape[:1]:
         raise ValueError(f"codes must be (N, 2) and labels (N,), got {tuple(codes.shape)} and {tuple(labels.shape)}")
@@ -194,6 +204,8 @@ def plot_history(
     logy: bool = False,
 ) -> plt.Axes:
     """Plot per-epoch curves from a `fit` history (default: ``loss`` and, if present, ``val_loss``)."""
+    import matplotlib.pyplot as plt
+
     if "epoch" not in history or not history["epoch"]:
         raise ValueError("history has no epochs to plot (was fit run with epochs >= 1?)")
     if keys is None:
