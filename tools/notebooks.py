@@ -208,10 +208,14 @@ def _when(stamp: str):
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def _seconds(rows) -> tuple[float, float]:
+    """(all cells, exercise solutions' cells) seconds of one chapter's profile."""
+    return sum(s for _, s, _, _ in rows), sum(s for _, s, hidden, _ in rows if hidden)
+
+
 def print_profile(name, rows, top: int = 8) -> None:
-    """The chapter's slowest cells, and how much of its time went to set-up, chapter and solutions."""
-    total = sum(s for _, s, _, _ in rows)
-    solutions = sum(s for _, s, hidden, _ in rows if hidden)
+    """The chapter's slowest cells, and how much of its time went to its exercise solutions."""
+    total, solutions = _seconds(rows)
     print(f"{name}: {total:.0f} s in cells, of which exercise solutions {solutions:.1f} s; slowest cells:")
     for number, seconds, hidden, first in sorted(rows, key=lambda r: -r[1])[:top]:
         tag = " (solution)" if hidden else ""
@@ -287,12 +291,11 @@ def print_summary(profiles) -> None:
     """One row per executed chapter: its cells' seconds, its solutions' share, its slowest cell."""
     print(f"\n{'chapter':44s} {'cells s':>8s} {'solutions s':>12s} {'slowest cell s':>15s}")
     for name, rows in profiles:
-        total = sum(s for _, s, _, _ in rows)
-        solutions = sum(s for _, s, hidden, _ in rows if hidden)
+        total, solutions = _seconds(rows)
         slowest = max((s for _, s, _, _ in rows), default=0.0)
         print(f"{str(name):44s} {total:8.0f} {solutions:12.1f} {slowest:15.0f}")
-    print(f"{'all':44s} {sum(sum(s for _, s, _, _ in r) for _, r in profiles):8.0f} "
-          f"{sum(sum(s for _, s, h, _ in r if h) for _, r in profiles):12.1f}")
+    totals = [_seconds(rows) for _, rows in profiles]
+    print(f"{'all':44s} {sum(t for t, _ in totals):8.0f} {sum(s for _, s in totals):12.1f}")
 
 
 def check(mds: list[Path], index=None) -> int:
