@@ -102,6 +102,27 @@ def test_unlabelled_bound_enumeration_matches_an_explicit_loop_over_classes():
     torch.testing.assert_close(model.unlabelled_bound(x, eps=eps), by_hand)
 
 
+def test_encoding_every_class_at_once_equals_encoding_the_repeated_pairs():
+    # W [x; e_y] + b = W_x x + W[:, D + y] + b: the image's product made once must give the same q,
+    # and the same gradients, as the concatenated input repeated for every label (two hidden layers).
+    torch.manual_seed(3)
+    model = M2(latent_dim=3, hidden=(16, 8), image_shape=(1, 4, 4)).double()
+    x = binary_images(5, shape=(1, 4, 4))
+    xs, ys = x.repeat(10, 1, 1, 1), torch.arange(10).repeat_interleave(5)
+    once, pairs = model.cvae.encode_every_class(x), model.cvae.encode(xs, ys)
+    torch.testing.assert_close(once.mu, pairs.mu)
+    torch.testing.assert_close(once.logvar, pairs.logvar)
+    eps = torch.randn(1, 5, 3, dtype=torch.double)
+    params = list(model.cvae.parameters())
+    batched = torch.autograd.grad(model.bounds_per_class(x, eps=eps).sum(), params)
+    loop = torch.autograd.grad(sum(model.labelled_bound(x, torch.full((5,), c), eps=eps).sum()
+                                   for c in range(10)), params)
+    for a, b in zip(batched, loop):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="expected images of shape"):
+        model.cvae.encode_every_class(x.flatten(1))
+
+
 def test_unlabelled_bound_is_logsumexp_minus_a_kl_and_tight_at_the_softmax():
     # For any numbers L(x, y): sum_y q L + H(q) = logsumexp_y L - KL(q || softmax L), the largest at q = softmax L.
     model = tiny_m2()

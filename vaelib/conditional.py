@@ -166,6 +166,25 @@ class ConditionalVAE(nn.Module):
         mu, logvar = self.encoder(h).to(x.dtype).chunk(2, dim=-1)  # fp32 out of a bf16 autocast
         return DiagonalNormal(mu, logvar)
 
+    def encode_every_class(self, x: torch.Tensor) -> DiagonalNormal:
+        """q(z | x, y) for every label y at once: batch shape ``(C * N,)`` in the order of
+        ``x.repeat(C)`` (label 0's N images first), the same distributions as `encode` on the
+        repeated images and labels.
+
+        The encoder's first layer sees ``[x, one_hot(y)]``, so its output is W_x x + W_y[:, y] + b:
+        the product with the image, D = 784 inputs, is made once per image instead of once per
+        (image, label) pair, and only the label's column is added C times. The rest of the
+        encoder runs on the C * N pairs as before.
+        """
+        self.check_input(x)
+        first, rest = self.encoder[0], self.encoder[1:]
+        n_pixels = self.n_pixels
+        from_image = torch.nn.functional.linear(x.flatten(1), first.weight[:, :n_pixels])  # (N, H)
+        from_label = first.weight[:, n_pixels:].T + first.bias  # (C, H): column y of W_y, plus b
+        h = (from_label[:, None, :] + from_image[None]).reshape(-1, from_image.shape[-1])
+        mu, logvar = rest(h).to(x.dtype).chunk(2, dim=-1)  # fp32 out of a bf16 autocast
+        return DiagonalNormal(mu, logvar)
+
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits of p(x | y, z), ``(..., N, *image_shape)``, for codes ``z (..., N, d)``
         and labels ``y (N,)`` (the same label for every leading index of ``z``)."""
@@ -215,7 +234,12 @@ def conditional_elbo(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor, n_
     Returns `vaelib.ELBOTerms` ``(recon, kl, elbo)``, each ``(N,)`` in nats per image (sums).
     """
     check_batch(x)
-    q = model.encode(x, y)
+    return _conditional_elbo_terms(model, model.encode(x, y), x, y, n_samples, eps)
+
+
+def _conditional_elbo_terms(model: ConditionalVAE, q: DiagonalNormal, x: torch.Tensor, y: torch.Tensor,
+                            n_samples: int = 1, eps: torch.Tensor | None = None) -> ELBOTerms:
+    """`conditional_elbo` given the encoder's answer ``q`` for ``(x, y)``."""
     if eps is None:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
@@ -284,7 +308,8 @@ class M2(nn.Module):
             raise ValueError(f"eps must be (S, {n}, {self.cvae.latent_dim}), got {tuple(eps.shape)}")
         xs = x.repeat(c, *([1] * (x.dim() - 1)))  # (C * N, ...): class 0's copies first
         ys = torch.arange(c, device=x.device).repeat_interleave(n)
-        bounds = self.labelled_bound(xs, ys, eps=eps.repeat(1, c, 1))
+        q = self.cvae.encode_every_class(x)  # = cvae.encode(xs, ys), the image's product made once
+        bounds = _conditional_elbo_terms(self.cvae, q, xs, ys, eps=eps.repeat(1, c, 1)).elbo + self.log_prior_y()
         return bounds.view(c, n).T
 
     def unlabelled_bound(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
