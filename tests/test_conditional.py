@@ -351,3 +351,14 @@ def test_bad_codes_noise_and_weights_are_refused():
         m2_loss(model, x, torch.tensor([0, 1, 2]), x, alpha=-1.0)
     with pytest.raises(ValueError, match="latent_dim"):
         ConditionalVAE(latent_dim=0)
+
+
+def test_the_benchmarks_per_pair_route_computes_the_same_bounds():
+    # benchmarks/m2_step.py times bounds_per_class against this route; it must be the same computation
+    from benchmarks.m2_step import per_pair_bounds
+
+    torch.manual_seed(4)
+    model = M2(latent_dim=3, hidden=(16,), image_shape=(1, 4, 4)).double()
+    x = binary_images(6, shape=(1, 4, 4))
+    eps = torch.randn(1, 6, 3, dtype=torch.double)
+    torch.testing.assert_close(per_pair_bounds(model, x, eps), model.bounds_per_class(x, eps=eps))
